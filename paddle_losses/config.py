@@ -1,0 +1,309 @@
+"""PaddleClas-style YAML configs: safe loading, ``-o KEY=VALUE`` overrides, attribute access, printing.
+
+Loading follows PaddleClas (``yaml.SafeLoader``: anchors, aliases and merge keys work; string values that
+are Python literals become those literals, so an unquoted ``1e-3`` -- a string under YAML 1.1 -- becomes a
+float). Unlike PaddleClas the literal conversion also applies inside lists, which fixes the
+``- CenterLoss: {weight: 5e-4}`` trap where the weight stayed a string.
+
+Override values are typed without ``eval``: Python literals via ``ast.literal_eval``; numeric arithmetic
+such as ``1/255`` or ``2**10`` via a numeric-only evaluator; lower-case ``true``/``false``/``null`` become
+``True``/``False``/``None``; flow collections such as ``[a, b]`` are read as YAML; anything else stays a
+string (``none``, the CELoss reduction, stays the string ``"none"``).
+"""
+import ast
+import copy
+import math
+import operator
+import re
+import warnings
+
+import yaml
+
+from ._suggest import close_matches, did_you_mean
+from .errors import ConfigError, ConfigWarning
+
+KNOWN_SECTIONS = ("Global", "Arch", "Loss", "UnLabelLoss", "Optimizer", "DataLoader", "Metric", "AMP", "EMA",
+                  "Infer", "Slim", "Export")
+KNOWN_SUBKEYS = {
+    "Loss": ("Train", "Eval"),
+    "UnLabelLoss": ("Train", "Eval"),
+    "Metric": ("Train", "Eval"),
+    "Global": ("checkpoints", "pretrained_model", "output_dir", "device", "save_interval", "eval_during_train",
+               "eval_interval", "epochs", "print_batch_step", "use_visualdl", "image_shape",
+               "save_inference_dir", "eval_mode", "retrieval_feature_from", "feature_normalize",
+               "feature_binarize", "re_ranking", "sim_block_size", "seed", "update_freq", "iter_per_epoch",
+               "start_eval_epoch", "log_ranks", "print_mem_info", "use_multilabel", "train_mode", "to_static",
+               "use_dali", "class_num", "distributed", "num_threads", "gather_embeddings", "plot_curves",
+               "progress_bar", "uniform_output_enabled"),
+}
+
+
+class AttrDict(dict):
+    """A dict with attribute access (``cfg.Global.epochs``); nested mappings, also inside lists, are AttrDicts."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+    def __delattr__(self, key):
+        try:
+            del self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __deepcopy__(self, memo):
+        return AttrDict({copy.deepcopy(k, memo): copy.deepcopy(v, memo) for k, v in self.items()})
+
+
+def to_attrdict(obj):
+    """Recursively convert mappings to :class:`AttrDict` (lists are walked, other values kept)."""
+    if isinstance(obj, dict):
+        return AttrDict({k: to_attrdict(v) for k, v in obj.items()})
+    if isinstance(obj, list):
+        return [to_attrdict(v) for v in obj]
+    return obj
+
+
+def to_plain(obj):
+    """Recursively convert AttrDicts back to plain dicts (for YAML dumping)."""
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_plain(v) for v in obj)
+    return obj
+
+
+# ----------------------------------------------------------------------------------------- value typing
+_NUM_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+
+
+def eval_numeric(text):
+    """Evaluate plain numeric arithmetic (``1/255``, ``2**10``, ``-0.5*3``) without ``eval``.
+
+    Only number literals and ``+ - * / // % **`` with parentheses are allowed; anything else raises
+    ValueError. Exponents are bounded so that ``9**9**9`` cannot hang the process.
+    """
+    def walk(node):
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+            return _UNARY[type(node.op)](walk(node.operand))
+        if isinstance(node, ast.BinOp) and type(node.op) in _NUM_OPS:
+            left, right = walk(node.left), walk(node.right)
+            if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > 1e6):
+                raise ValueError("exponent too large")
+            return _NUM_OPS[type(node.op)](left, right)
+        raise ValueError("not numeric arithmetic")
+
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(str(exc)) from None
+    value = walk(tree)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("result is not finite")
+    return value
+
+
+_BOOL_WORDS = {"true": True, "false": False, "null": None}
+
+
+def parse_value(text):
+    """Type one ``-o`` value (see the module docstring for the rules)."""
+    s = text.strip()
+    if s in _BOOL_WORDS:
+        return _BOOL_WORDS[s]
+    try:
+        return ast.literal_eval(s)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    try:
+        return eval_numeric(s)
+    except (ValueError, ZeroDivisionError, OverflowError, RecursionError):
+        pass
+    if s[:1] in "[{":
+        try:
+            return _coerce_literals(yaml.safe_load(s))
+        except yaml.YAMLError:
+            pass
+    return text
+
+
+_FLOATISH = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _coerce_scalar(v):
+    # PaddleClas literal_evals every string held in a mapping. We do the same for things that read as
+    # numbers, booleans, None or tuples/lists, everywhere (lists included).
+    if not isinstance(v, str):
+        return v
+    s = v.strip()
+    if _FLOATISH.match(s) or s[:1] in "([{" or s in ("True", "False", "None"):
+        try:
+            return ast.literal_eval(s)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return v
+    return v
+
+
+def _coerce_literals(obj):
+    if isinstance(obj, dict):
+        return {k: _coerce_literals(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_coerce_literals(v) for v in obj]
+    return _coerce_scalar(obj)
+
+
+# ----------------------------------------------------------------------------------------- overrides
+def _fmt_path(parts):
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (("." if out else "") + str(p))
+    return out
+
+
+def apply_override(cfg, option):
+    """Apply one ``KEY.PATH=VALUE`` override to ``cfg`` in place (PaddleClas's ``-o`` semantics).
+
+    Missing dict keys, intermediate or leaf, are created (a warning suggests close existing keys); list
+    segments are integer indices (negative allowed); indexing a scalar or a missing list index raises
+    :class:`ConfigError` naming the path.
+    """
+    if not isinstance(option, str) or "=" not in option:
+        raise ConfigError(f"override {option!r} must have the form KEY=VALUE, e.g. Global.epochs=10")
+    key, value = option.split("=", 1)
+    key = key.strip()
+    if not key or any(not seg for seg in key.split(".")):
+        raise ConfigError(f"override {option!r} has an empty key segment; expected e.g. Global.epochs=10")
+    segs = key.split(".")
+    value = parse_value(value)
+    node, done = cfg, []
+    for i, seg in enumerate(segs):
+        last = i == len(segs) - 1
+        if isinstance(node, list):
+            try:
+                idx = int(seg)
+            except ValueError:
+                raise ConfigError(f"override {option!r}: {_fmt_path(done)} is a list, so the next key must be "
+                                  f"an integer index, got {seg!r}") from None
+            if not -len(node) <= idx < len(node):
+                raise ConfigError(f"override {option!r}: index {idx} is out of range for {_fmt_path(done)} "
+                                  f"(a list of {len(node)} entries)")
+            done.append(idx)
+            if last:
+                node[idx] = to_attrdict(value)
+            else:
+                node = node[idx]
+        elif isinstance(node, dict):
+            if seg not in node:
+                where = _fmt_path(done) or "the top level"
+                hint = did_you_mean(seg, [k for k in node if isinstance(k, str)])
+                warnings.warn(f"override {option!r} adds the new key {seg!r} under {where}.{hint}",
+                              ConfigWarning, stacklevel=2)
+                if not last:
+                    node[seg] = AttrDict()
+            done.append(seg)
+            if last:
+                node[seg] = to_attrdict(value)
+            else:
+                node = node[seg]
+        else:
+            raise ConfigError(f"override {option!r}: {_fmt_path(done)} is a {type(node).__name__} "
+                              f"({node!r}), not a mapping or list, so it has no key {seg!r}")
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------- loading
+def _warn_typos(cfg):
+    for key in list(cfg):
+        if key not in KNOWN_SECTIONS:
+            hits = close_matches(key, KNOWN_SECTIONS, n=1, cutoff=0.75)
+            if hits:
+                warnings.warn(f"config section {key!r} is not a known section and is ignored. "
+                              f"Did you mean {hits[0]!r}?", ConfigWarning, stacklevel=3)
+    for section, known in KNOWN_SUBKEYS.items():
+        sub = cfg.get(section)
+        if not isinstance(sub, dict):
+            continue
+        for key in sub:
+            if key not in known:
+                hits = close_matches(key, known, n=1, cutoff=0.8)
+                if hits:
+                    warnings.warn(f"config key {section}.{key} is not a known key. Did you mean "
+                                  f"{section}.{hits[0]}?", ConfigWarning, stacklevel=3)
+
+
+def parse_config(text_or_mapping):
+    """Parse YAML text (or take a mapping) into an :class:`AttrDict` with literals coerced."""
+    if isinstance(text_or_mapping, (str, bytes)):
+        try:
+            data = yaml.load(text_or_mapping, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"the config is not valid YAML: {exc}") from None
+    else:
+        data = copy.deepcopy(text_or_mapping)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a YAML mapping of sections (Global, Arch, Loss, ...), "
+                          f"got a {type(data).__name__}")
+    return to_attrdict(_coerce_literals(data))
+
+
+def load_config(path=None, overrides=None, validate=True, text=None):
+    """Load a PaddleClas-style YAML config, apply ``-o`` overrides in order, and validate ``Loss``.
+
+    Args:
+        path: YAML file path.
+        overrides: list of ``KEY=VALUE`` strings (the ``-o`` options), applied in order.
+        validate: check ``Loss.Train``/``Loss.Eval`` entries against the registered constructors.
+        text: YAML text to parse instead of ``path``.
+
+    Returns:
+        :class:`AttrDict`. Raises :class:`ConfigError` with the config path of the first problem.
+    """
+    if text is None:
+        if path is None:
+            raise ConfigError("load_config needs a path or text")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+    cfg = parse_config(text)
+    for opt in overrides or []:
+        apply_override(cfg, opt)
+    _warn_typos(cfg)
+    if validate:
+        from .validation import validate_config
+        validate_config(cfg)
+    return cfg
+
+
+def format_config(cfg, indent=0):
+    """Render ``cfg`` the way PaddleClas's ``print_config`` logs it (``k : v``, 4-space levels, dashes)."""
+    lines = []
+    for k, v in cfg.items():
+        pad = " " * indent
+        if isinstance(v, dict):
+            lines.append(f"{pad}{k} : ")
+            lines.extend(format_config(v, indent + 4))
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            lines.append(f"{pad}{k} : ")
+            for item in v:
+                lines.extend(format_config(item, indent + 4) if isinstance(item, dict)
+                             else [f"{' ' * (indent + 4)}{item}"])
+        else:
+            lines.append(f"{pad}{k} : {v}")
+        if indent == 0 and isinstance(k, str) and k[:1].isupper():
+            lines.append("-" * 60)
+    return lines
