@@ -12,7 +12,6 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["paddle_losses", "paddle_losses.*"]),
-    package_data={"paddle_losses": ["configs/*.yaml", "configs/**/*.yaml"]},
     install_requires=[
         "paddlepaddle>=3.0",
         "numpy",
