@@ -23,7 +23,7 @@ setup(
         # Nice-to-haves of the trainer; everything works without them.
         "train": ["scikit-learn>=0.24", "tqdm"],
         "visualdl": ["visualdl>=2.2"],
-        "test": ["pytest>=7", "setuptools", "scikit-learn>=0.24"],
+        "test": ["pytest>=7", "setuptools>=70.1", "scikit-learn>=0.24"],
     },
     entry_points={
         "console_scripts": ["paddle-losses=paddle_losses.cli:main"],

@@ -7,6 +7,11 @@ Public API::
     loss = pl.build_loss([{"CELoss": {"weight": 1.0}}, {"TripletLossV2": {"weight": 1.0, "margin": 0.5}}])
     out = loss({"features": f, "logits": z}, labels)   # {"CELoss":..., "TripletLossV2":..., "loss": ...}
 """
+import warnings as _warnings
+
+# Paddle warns about a missing ccache on every import although nothing here compiles C++ extensions.
+_warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+
 from .combined import CombinedLoss, build_loss
 from .config import AttrDict, load_config
 from .errors import ConfigError, ConfigWarning, InputError

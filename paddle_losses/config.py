@@ -204,13 +204,14 @@ def apply_override(cfg, option):
             else:
                 node = node[idx]
         elif isinstance(node, dict):
-            if seg not in node:
+            known = KNOWN_SECTIONS if not done else (KNOWN_SUBKEYS.get(done[0], ()) if len(done) == 1 else ())
+            if seg not in node and seg not in known:
                 where = _fmt_path(done) or "the top level"
-                hint = did_you_mean(seg, [k for k in node if isinstance(k, str)])
+                hint = did_you_mean(seg, sorted({k for k in node if isinstance(k, str)} | set(known)))
                 warnings.warn(f"override {option!r} adds the new key {seg!r} under {where}.{hint}",
                               ConfigWarning, stacklevel=2)
-                if not last:
-                    node[seg] = AttrDict()
+            if seg not in node and not last:
+                node[seg] = AttrDict()
             done.append(seg)
             if last:
                 node[seg] = to_attrdict(value)

@@ -1,0 +1,82 @@
+"""``paddle-losses`` command line: list and describe registered losses/heads, train and evaluate.
+
+    paddle-losses list [PATTERN] [--heads]
+    paddle-losses describe NAME
+    paddle-losses train -c CONFIG [-o KEY=VALUE ...]
+    paddle-losses eval  -c CONFIG [-o KEY=VALUE ...]
+"""
+import argparse
+import inspect
+import sys
+import textwrap
+
+from .errors import ConfigError
+
+
+def _describe(name):
+    from .registry import get_head, get_loss, is_head
+    from .validation import _resolved_hints, constructor_params, describe_type
+
+    cls = get_head(name) if is_head(name) else get_loss(name)
+    kind = "head" if is_head(name) else "loss"
+    params, var_kw = constructor_params(cls)
+    hints = _resolved_hints(cls)
+    lines = [f"{cls.__name__} ({kind}, {cls.__module__})", "", "Parameters:"]
+    if not params:
+        lines.append("  (none)")
+    for pname, p in params.items():
+        tp = describe_type(hints.get(pname, p.annotation))
+        default = "required" if p.default is inspect.Parameter.empty else f"default {p.default!r}"
+        lines.append(f"  {pname}: {tp} ({default})")
+    if var_kw:
+        lines.append("  **kwargs: passed through")
+    if kind == "loss":
+        lines.append("  weight: float (required in YAML; the factor in the total, not a constructor argument)")
+    reads = getattr(cls, "input_keys", None)
+    writes = getattr(cls, "output_keys", None)
+    lines += ["", "Reads from the input dict: " + (", ".join(reads) if reads else "(not declared)"),
+              "Output keys: " + (", ".join(writes) if writes else "(not declared)")]
+    doc = inspect.getdoc(cls)
+    if doc:
+        lines += ["", doc]
+    return "\n".join(lines)
+
+
+def _list(pattern, heads):
+    from .registry import list_heads, list_losses
+    names = (list_heads if heads else list_losses)(pattern)
+    return "\n".join(names) if names else f"no {'head' if heads else 'loss'} matches {pattern!r}"
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("train", "eval"):
+        from .engine.cli import run
+        return run(argv[1:], mode=argv[0])
+
+    parser = argparse.ArgumentParser(
+        prog="paddle-losses",
+        description="PaddleClas losses for PaddlePaddle: list, describe, train, eval.",
+        epilog="`paddle-losses train -h` / `paddle-losses eval -h` show the trainer's options.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list", help="list registered losses (or heads) matching an fnmatch pattern")
+    p_list.add_argument("pattern", nargs="?", default="*", help="e.g. 'Triplet*' (case-sensitive)")
+    p_list.add_argument("--heads", action="store_true", help="list heads instead of losses")
+    p_desc = sub.add_parser("describe", help="show a loss's or head's parameters, inputs, outputs and docs")
+    p_desc.add_argument("name")
+    sub.add_parser("train", help="train from a PaddleClas-style YAML config", add_help=False)
+    sub.add_parser("eval", help="evaluate a checkpoint from a PaddleClas-style YAML config", add_help=False)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            print(_list(args.pattern, args.heads))
+        else:
+            print(_describe(args.name))
+    except ConfigError as exc:
+        print("error: " + textwrap.fill(str(exc), 100, subsequent_indent="  "), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""A minimal stand-in for PaddleClas, for integration tests (not PaddleClas code)."""
