@@ -15,7 +15,7 @@ from ..registry import register_loss
 _IGNORE_INDEX = -100  # Paddle's default ignore_index for hard-label cross entropy
 
 
-def _check_class_range(label, num_classes, owner, allow_ignore):
+def check_class_ids(label, num_classes, owner, allow_ignore=False):
     """Raise InputError for class ids outside ``[0, C)`` (``-100`` allowed when ``allow_ignore``).
 
     Dynamic mode only (one host sync): under to_static the kernel's own checks apply.
@@ -112,11 +112,11 @@ class CELoss(nn.Layer):
         column = isinstance(label, paddle.Tensor) and label.ndim == 2
         ids = check_labels(label, n, name)
         if self.epsilon is not None:
-            _check_class_range(ids, num_classes, name, allow_ignore=False)
+            check_class_ids(ids, num_classes, name, allow_ignore=False)
             onehot = F.one_hot(ids, num_classes).astype(x.dtype)
             target = (1.0 - self.epsilon) * onehot + self.epsilon / num_classes
             return {"CELoss": self._reduce_rows(soft_cross_entropy_rows(x, target))}
-        _check_class_range(ids, num_classes, name, allow_ignore=True)
+        check_class_ids(ids, num_classes, name, allow_ignore=True)
         loss = F.cross_entropy(x, ids, reduction=self.reduction)
         if self.reduction == "none" and column:
             loss = loss.reshape([-1, 1])
@@ -177,6 +177,6 @@ class GoogLeNetLoss(nn.Layer):
                 raise InputError(f"{name}: output {i} has shape {list(z.shape)}, expected {[n, num_classes]} "
                                  f"like output 0")
         ids = check_labels(label, n, name)
-        _check_class_range(ids, num_classes, name, allow_ignore=True)
+        check_class_ids(ids, num_classes, name, allow_ignore=True)
         ce = [F.cross_entropy(z, ids) for z in logits]
         return {"GooleNetLoss": ce[0] + self.aux_weight * ce[1] + self.aux_weight * ce[2]}
