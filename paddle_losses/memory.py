@@ -1,0 +1,95 @@
+"""CrossBatchMemory: the feature/label memory of the XBM losses (PaddleClas ``ppcls/loss/xbm.py``).
+
+The memory is a preallocated ``[size, embedding_size]`` float32 buffer with a ``[size]`` int64 label
+buffer. Losses read it whole, as keys of one ``B × size`` similarity matmul, together with
+:meth:`CrossBatchMemory.valid_slots` (which slots hold data); nothing is concatenated or re-sliced per step.
+
+Write policy (kept from PaddleClas because the golden sequences depend on it): a batch of ``n`` rows is
+written at ``[ptr, ptr + n)`` and ``ptr`` advances; when it would run past the end, the batch goes to the
+**last** ``n`` slots and ``ptr`` returns to 0. This is not a FIFO ring: after a wrap the most recent rows can
+be overwritten while older rows at the start survive.
+
+Divergences from PaddleClas (docs/compatibility.md, section "Triplet family, XBM and contrastive"):
+
+* PaddleClas decides "full" by testing ``targets[-1] != 0``, so a genuine label 0 in the last slot makes a
+  full memory look partly empty (after a wrap it even looks empty, and the XBM losses crash). Here the
+  number of written slots is tracked explicitly in the persisted buffer ``filled``.
+* ``ptr`` is a persisted buffer (PaddleClas keeps a Python int that restarts at 0 on resume).
+* A batch larger than the memory, or of the wrong feature size, raises :class:`InputError`.
+
+State-dict keys: ``feats`` and ``targets`` (as PaddleClas), plus ``ptr`` and ``filled``.
+"""
+import paddle
+import paddle.nn as nn
+
+from .errors import InputError
+
+
+class CrossBatchMemory(nn.Layer):
+    """Memory of the last written ``size`` embeddings and their labels.
+
+    Args:
+        size: number of slots ``M``.
+        embedding_size: feature dimension ``D``.
+    """
+
+    def __init__(self, size: int, embedding_size: int):
+        super().__init__()
+        if int(size) < 1:
+            raise ValueError(f"CrossBatchMemory size must be >= 1, got {size}")
+        if int(embedding_size) < 1:
+            raise ValueError(f"CrossBatchMemory embedding_size must be >= 1, got {embedding_size}")
+        self.size = int(size)
+        self.embedding_size = int(embedding_size)
+        self.register_buffer("feats", paddle.zeros([self.size, self.embedding_size], dtype="float32"))
+        self.register_buffer("targets", paddle.zeros([self.size], dtype="int64"))
+        self.register_buffer("ptr", paddle.zeros([], dtype="int64"))
+        self.register_buffer("filled", paddle.zeros([], dtype="int64"))
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("CrossBatchMemory is a state container: use enqueue_dequeue() and get()")
+
+    @property
+    def _is_full(self):
+        return int(self.filled) >= self.size
+
+    def enqueue_dequeue(self, feats, targets):
+        """Write a batch (``feats [n, D]``, ``targets [n]`` int) with the PaddleClas write policy."""
+        if feats.ndim != 2 or feats.shape[1] != self.embedding_size:
+            raise InputError(f"CrossBatchMemory holds {self.embedding_size}-d features, got a batch of shape "
+                             f"{list(feats.shape)}; set the memory's feature size (feat_dim / embedding_size) "
+                             f"to the embedding size of the model")
+        n = feats.shape[0]
+        if n > self.size:
+            raise InputError(f"CrossBatchMemory of size {self.size} cannot take a batch of {n} rows; "
+                             f"use a memory at least as large as the batch")
+        if targets.shape[0] != n:
+            raise InputError(f"CrossBatchMemory got {n} features but {targets.shape[0]} labels")
+        with paddle.no_grad():
+            end = self.ptr + n
+            wraps = end > self.size
+            start = paddle.where(wraps, paddle.full_like(self.ptr, self.size - n), self.ptr)
+            index = start + paddle.arange(n, dtype="int64")
+            new_feats = paddle.scatter(self.feats, index, feats.detach().astype(self.feats.dtype),
+                                       overwrite=True)
+            new_targets = paddle.scatter(self.targets, index, targets.reshape([-1]).astype("int64"),
+                                         overwrite=True)
+            full = paddle.full_like(self.filled, self.size)
+            new_filled = paddle.where(wraps, full, paddle.maximum(self.filled, end))
+            new_ptr = paddle.where(wraps, paddle.zeros_like(self.ptr), end)
+            paddle.assign(new_feats, output=self.feats)
+            paddle.assign(new_targets, output=self.targets)
+            paddle.assign(new_filled, output=self.filled)
+            paddle.assign(new_ptr, output=self.ptr)
+
+    def valid_slots(self):
+        """``[size]`` bool: True for slots that hold written data (the first ``filled`` slots)."""
+        return paddle.arange(self.size, dtype="int64") < self.filled
+
+    def get(self):
+        """``(feats [m, D], targets [m])`` of the ``m = filled`` written slots (PaddleClas's API).
+
+        Losses use the whole buffers with :meth:`valid_slots` instead, which keeps shapes static.
+        """
+        m = int(self.filled)
+        return self.feats[:m], self.targets[:m]
