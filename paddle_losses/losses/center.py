@@ -72,7 +72,8 @@ class CenterLoss(nn.Layer):
         check_class_ids(ids, self.num_classes, name)
         centers = self.centers if self.centers.dtype == x.dtype else self.centers.astype(x.dtype)
         if self.center_update:
-            centers = centers.detach()
+            # A copy: the in-place update below must not touch what backward reads for the feature gradient.
+            centers = centers.detach().clone()
         mask = (ids.unsqueeze(1) == paddle.arange(self.num_classes, dtype=ids.dtype)).astype(x.dtype)
         dist = ((x * x).sum(axis=1, keepdim=True) + (centers * centers).sum(axis=1).unsqueeze(0)
                 - 2.0 * paddle.matmul(x, centers, transpose_y=True))
