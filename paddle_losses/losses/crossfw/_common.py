@@ -1,0 +1,43 @@
+"""Shared plumbing of the cross-framework losses: reading the batch and resolving miners/distances."""
+from ...functional import miners as M
+from ...functional.distances import build_distance
+from ...inputs import check_features, check_labels, pick
+from ...errors import InputError
+from ...miners import build_miner
+
+
+def embeddings_and_labels(owner, input, target, feature_from):
+    """``(x [N, D], labels int64 [N])`` from the model-output dict and the label tensor, validated."""
+    x = check_features(pick(input, feature_from, owner), owner, what=f"input[{feature_from!r}]")
+    return x, check_labels(target, x.shape[0], owner)
+
+
+def resolve(distance, default, miner, owner):
+    """Build the loss's distance and its miner (``None`` = no miner) from config values."""
+    try:
+        dist = build_distance(distance, default)
+    except ValueError as exc:
+        raise ValueError(f"{owner}.distance: {exc}") from None
+    return dist, build_miner(miner, f"{owner}.miner")
+
+
+def pair_masks(miner, x, labels, owner):
+    """``(pos, neg)`` pair masks: every valid pair, or the pairs a miner kept (triplets become pairs)."""
+    if miner is None:
+        return M.label_masks(labels)
+    sel = miner(x, labels)
+    if isinstance(sel, M.TripletWindow):
+        sel = M.expand_window(sel)
+    if isinstance(sel, M.Triplets):
+        sel = M.triplets_to_pairs(sel, x.shape[0])
+    return sel.pos, sel.neg
+
+
+def explicit_triplets(miner, x, labels, owner):
+    """Index vectors ``(a, p, n)`` from a triplet miner (windows are expanded)."""
+    sel = miner(x, labels)
+    if isinstance(sel, M.Pairs):
+        raise InputError(f"{owner} needs triplets, but the miner {type(miner).__name__} returns pairs")
+    if isinstance(sel, M.TripletWindow):
+        sel = M.expand_window(sel)
+    return sel.indices()

@@ -1,0 +1,177 @@
+"""pytorch-metric-learning pair losses: contrastive, multi-similarity, circle, lifted structure.
+
+Each works on the ``[N, N]`` matrix of its distance (or similarity) and on positive / negative pair masks
+(every valid pair: same label off the diagonal / different label, or the pairs a miner kept), in O(N²).
+"""
+from typing import Literal, Optional, Union
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from ...functional.masked_lse import masked_logsumexp
+from ...functional.reducers import check_reducer, reduce_elements
+from ...registry import register_loss
+from ._common import embeddings_and_labels, pair_masks, resolve
+
+_Spec = Optional[Union[str, dict]]
+_ELEMENT_REDUCERS = Literal["AvgNonZeroReducer", "MeanReducer", "SumReducer"]
+
+
+class _PairLoss(nn.Layer):
+    default_distance = "LpDistance"
+
+    def _setup(self, distance, miner, feature_from):
+        self.distance, self.miner = resolve(distance, self.default_distance, miner, type(self).__name__)
+        self.feature_from = feature_from
+
+    def _batch(self, input, target):
+        name = type(self).__name__
+        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
+        pos, neg = pair_masks(self.miner, x, labels, name)
+        return self.distance(x), pos, neg
+
+
+@register_loss
+class PMLContrastiveLoss(_PairLoss):
+    """pytorch-metric-learning ``ContrastiveLoss`` (PaddleClas's ``ContrastiveLoss`` is a different loss).
+
+    With a distance ``d`` (default L2 on normalised rows): positive pairs ``relu(d - pos_margin)``, negative
+    pairs ``relu(neg_margin - d)`` (not squared). With ``CosineSimilarity`` ``s``: ``relu(pos_margin - s)``
+    and ``relu(s - neg_margin)``. Each sub-loss is reduced on its own (default ``AvgNonZeroReducer``), then
+    the two are added.
+
+    Args: ``pos_margin=0.0``, ``neg_margin=1.0``, ``distance``, ``reducer``, ``miner`` (pair or triplet
+    miner; triplets become their (a,p) and (a,n) pairs, duplicates collapsed), ``feature_from``.
+
+    Reads ``input[feature_from]`` and labels. Returns ``{"PMLContrastiveLoss": scalar}``.
+    """
+
+    input_keys = ("input[feature_from]", "label")
+    output_keys = ("PMLContrastiveLoss",)
+
+    def __init__(self, pos_margin: float = 0.0, neg_margin: float = 1.0, distance: _Spec = None,
+                 reducer: _ELEMENT_REDUCERS = "AvgNonZeroReducer", miner: _Spec = None,
+                 feature_from: str = "features"):
+        super().__init__()
+        self.pos_margin, self.neg_margin = float(pos_margin), float(neg_margin)
+        self.reducer = check_reducer(reducer)
+        self._setup(distance, miner, feature_from)
+
+    def forward(self, input, target):
+        mat, pos, neg = self._batch(input, target)
+        pos_loss = F.relu(self.distance.margin(mat, self.pos_margin))
+        neg_loss = F.relu(self.distance.margin(self.neg_margin, mat))
+        loss = reduce_elements(pos_loss, self.reducer, pos) + reduce_elements(neg_loss, self.reducer, neg)
+        return {type(self).__name__: loss}
+
+
+@register_loss
+class MultiSimilarityLoss(_PairLoss):
+    """pytorch-metric-learning ``MultiSimilarityLoss`` (Wang et al. 2019).
+
+    ``l_i = (1/α) log(1 + Σ_{j∈P_i} e^{-α(s_ij - base)}) + (1/β) log(1 + Σ_{k∈N_i} e^{β(s_ik - base)})``,
+    ``s`` = cosine similarity by default; ``P_i`` / ``N_i`` = every positive / negative of ``i`` or the mined
+    pairs (use ``miner: {name: MultiSimilarityMiner, epsilon: 0.1}`` for the paper's pair mining). Mean over
+    all N rows (rows without pairs count as 0), as PML's ``MeanReducer``.
+
+    Args: ``alpha=2.0``, ``beta=50.0``, ``base=0.5``, ``distance``, ``miner``, ``feature_from``.
+
+    Reads ``input[feature_from]`` and labels. Returns ``{"MultiSimilarityLoss": scalar}``.
+    """
+
+    input_keys = ("input[feature_from]", "label")
+    output_keys = ("MultiSimilarityLoss",)
+    default_distance = "CosineSimilarity"
+
+    def __init__(self, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, distance: _Spec = None,
+                 miner: _Spec = None, feature_from: str = "features"):
+        super().__init__()
+        self.alpha, self.beta, self.base = float(alpha), float(beta), float(base)
+        self._setup(distance, miner, feature_from)
+
+    def forward(self, input, target):
+        mat, pos, neg = self._batch(input, target)
+        pos_term = masked_logsumexp(self.alpha * self.distance.margin(mat, self.base), pos, axis=1, add_one=True)
+        neg_term = masked_logsumexp(self.beta * self.distance.margin(self.base, mat), neg, axis=1, add_one=True)
+        return {type(self).__name__: (pos_term / self.alpha + neg_term / self.beta).mean()}
+
+
+@register_loss
+class CircleLoss(_PairLoss):
+    """pytorch-metric-learning ``CircleLoss`` (Sun et al. 2020) on cosine similarity.
+
+    With ``O_p = 1 + m``, ``O_n = -m``, ``Δ_p = 1 - m``, ``Δ_n = m``: positive logits
+    ``-γ [O_p - s]₊ (s - Δ_p)``, negative logits ``γ [s - O_n]₊ (s - Δ_n)``, where the weights ``[·]₊``
+    are computed from a detached ``s`` (no gradient through them, as PML). Per row
+    ``l_i = softplus(LSE_pos + LSE_neg)`` (softplus returns x above 20); rows lacking a positive or a
+    negative give 0. Reduced by ``AvgNonZeroReducer`` by default.
+
+    Args: ``m=0.4``, ``gamma=80.0``, ``distance`` (a similarity), ``reducer``, ``miner``, ``feature_from``.
+
+    Reads ``input[feature_from]`` and labels. Returns ``{"CircleLoss": scalar}``.
+    """
+
+    input_keys = ("input[feature_from]", "label")
+    output_keys = ("CircleLoss",)
+    default_distance = "CosineSimilarity"
+
+    def __init__(self, m: float = 0.4, gamma: float = 80.0, distance: _Spec = None,
+                 reducer: _ELEMENT_REDUCERS = "AvgNonZeroReducer", miner: _Spec = None,
+                 feature_from: str = "features"):
+        super().__init__()
+        self.m, self.gamma = float(m), float(gamma)
+        self.reducer = check_reducer(reducer)
+        self._setup(distance, miner, feature_from)
+        if not self.distance.is_inverted:
+            raise ValueError("CircleLoss needs a similarity (CosineSimilarity or DotProductSimilarity)")
+
+    def forward(self, input, target):
+        s, pos, neg = self._batch(input, target)
+        fixed = s.detach()
+        logit_p = -self.gamma * F.relu(1.0 + self.m - fixed) * (s - (1.0 - self.m))
+        logit_n = self.gamma * F.relu(fixed + self.m) * (s - self.m)
+        rows = F.softplus(masked_logsumexp(logit_p, pos, axis=1) + masked_logsumexp(logit_n, neg, axis=1),
+                          beta=1, threshold=20)
+        valid = paddle.logical_and(pos.any(axis=1), neg.any(axis=1))
+        return {type(self).__name__: reduce_elements(rows, self.reducer, valid)}
+
+
+@register_loss
+class LiftedStructureLoss(_PairLoss):
+    """pytorch-metric-learning ``LiftedStructureLoss`` (Oh Song et al. 2016; PML's non-generalised form).
+
+    For every ordered positive pair ``(i, j)``:
+    ``x = log Σ_{(a,k): a∈{i,j}, (a,k) negative pair} e^{neg_margin - d_ak} + d_ij - pos_margin`` and
+    ``l = relu(x)² / 2`` (the log-sum is 0 when neither has a negative). Mean over the positive pairs.
+    ``d`` = L2 on normalised rows by default.
+
+    Args: ``neg_margin=1.0``, ``pos_margin=0.0``, ``distance``, ``miner``, ``feature_from``.
+
+    Reads ``input[feature_from]`` and labels. Returns ``{"LiftedStructureLoss": scalar}``.
+    """
+
+    input_keys = ("input[feature_from]", "label")
+    output_keys = ("LiftedStructureLoss",)
+
+    def __init__(self, neg_margin: float = 1.0, pos_margin: float = 0.0, distance: _Spec = None,
+                 miner: _Spec = None, feature_from: str = "features"):
+        super().__init__()
+        self.neg_margin, self.pos_margin = float(neg_margin), float(pos_margin)
+        self._setup(distance, miner, feature_from)
+
+    def forward(self, input, target):
+        mat, pos, neg = self._batch(input, target)
+        row_lse = masked_logsumexp(self.distance.margin(self.neg_margin, mat), neg, axis=1)  # [N]
+        has_neg = neg.any(axis=1)
+        # log(e^{L_i} + e^{L_j}) over the negatives of i and of j; a row without negatives adds nothing
+        floor = paddle.full_like(row_lse, -float(np.finfo(np.float32).max) / 4)
+        li = paddle.where(has_neg, row_lse, floor).reshape([-1, 1])
+        lj = li.reshape([1, -1])
+        both = paddle.logaddexp(li, lj)
+        either = paddle.logical_or(has_neg.reshape([-1, 1]), has_neg.reshape([1, -1]))
+        neg_part = paddle.where(either, both, paddle.zeros_like(both))
+        x = neg_part + self.distance.margin(mat, self.pos_margin)
+        loss = F.relu(x) ** 2 / 2
+        return {type(self).__name__: reduce_elements(loss, "MeanReducer", pos)}

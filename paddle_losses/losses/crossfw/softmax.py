@@ -1,0 +1,158 @@
+"""pytorch-metric-learning softmax-style embedding losses: NT-Xent, SupCon, N-pairs."""
+from typing import Literal, Optional, Union
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from ...functional.masked_lse import masked_logsumexp
+from ...functional.reducers import check_reducer, reduce_elements
+from ...registry import register_loss
+from ._common import embeddings_and_labels, pair_masks, resolve
+
+_Spec = Optional[Union[str, dict]]
+
+
+def _tiny(dtype):
+    return float(np.finfo(np.float64 if dtype == paddle.float64 else np.float32).tiny)
+
+
+class _SimilarityLoss(nn.Layer):
+    default_distance = "CosineSimilarity"
+
+    def _setup(self, distance, miner, feature_from):
+        self.distance, self.miner = resolve(distance, self.default_distance, miner, type(self).__name__)
+        self.feature_from = feature_from
+
+    def _batch(self, input, target):
+        name = type(self).__name__
+        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
+        pos, neg = pair_masks(self.miner, x, labels, name)
+        # PML negates a distance so that larger always means closer here
+        return -self.distance.as_distance(self.distance(x)), pos, neg
+
+
+@register_loss
+class NTXentLoss(_SimilarityLoss):
+    """pytorch-metric-learning ``NTXentLoss`` (SimCLR's NT-Xent / InfoNCE with labels).
+
+    For every positive pair ``(i, j)``:
+    ``l = -log( e^{s_ij/τ} / (e^{s_ij/τ} + Σ_{k: (i,k) negative} e^{s_ik/τ}) + tiny )`` (``tiny`` = the dtype's
+    smallest normal number); the other positives of ``i`` are not in the denominator. Mean over positive
+    pairs. Stabilised by ``max(s_ij, max_k s_ik)/τ`` (detached) as PML. No negative pair in the batch
+    gives 0.
+
+    Args: ``temperature=0.07``, ``distance`` (default cosine), ``miner``, ``feature_from``.
+
+    Reads ``input[feature_from]`` and labels. Returns ``{"NTXentLoss": scalar}``.
+    """
+
+    input_keys = ("input[feature_from]", "label")
+    output_keys = ("NTXentLoss",)
+
+    def __init__(self, temperature: float = 0.07, distance: _Spec = None, miner: _Spec = None,
+                 feature_from: str = "features"):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"NTXentLoss: temperature must be > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+        self._setup(distance, miner, feature_from)
+
+    def forward(self, input, target):
+        s, pos, neg = self._batch(input, target)
+        z = s / self.temperature
+        has_neg = neg.any(axis=1, keepdim=True)
+        with paddle.no_grad():
+            row_max = paddle.where(neg, z, paddle.full_like(z, float("-inf"))).max(axis=1, keepdim=True)
+            row_max = paddle.where(has_neg, row_max, paddle.full_like(row_max, float("-inf")))
+            top = paddle.maximum(z, row_max)  # per pair (i, j): max(z_ij, max_k z_ik)
+        numerator = paddle.exp(z - top)
+        # Σ_k e^{z_ik - top_ij} = e^{row_max_i - top_ij} · Σ_k e^{z_ik - row_max_i}
+        safe_max = paddle.where(has_neg, row_max, paddle.zeros_like(row_max))
+        neg_sum = paddle.where(neg, paddle.exp(z - safe_max), paddle.zeros_like(z)).sum(axis=1, keepdim=True)
+        scale = paddle.exp(paddle.where(has_neg.expand_as(z), safe_max - top, paddle.zeros_like(z)))
+        denominator = scale * neg_sum + numerator
+        losses = -paddle.log(numerator / denominator + _tiny(z.dtype))
+        loss = reduce_elements(losses, "MeanReducer", pos)
+        any_neg = neg.any()
+        return {type(self).__name__: paddle.where(any_neg, loss, loss * 0.0)}
+
+
+@register_loss
+class PMLSupConLoss(_SimilarityLoss):
+    """pytorch-metric-learning ``SupConLoss`` (PaddleClas's ``SupConLoss`` takes views and differs).
+
+    For a row ``i`` with at least one positive:
+    ``l_i = -(1/|P_i|) Σ_{j∈P_i} [ s_ij/τ - log Σ_{k≠i} e^{s_ik/τ} ]`` (denominator: every other sample).
+    Rows without positives give 0; ``AvgNonZeroReducer`` (default) averages the rows with ``l_i > 0``.
+
+    Args: ``temperature=0.1``, ``distance`` (default cosine), ``reducer``, ``miner``, ``feature_from``.
+
+    Reads ``input[feature_from]`` and labels. Returns ``{"PMLSupConLoss": scalar}``.
+    """
+
+    input_keys = ("input[feature_from]", "label")
+    output_keys = ("PMLSupConLoss",)
+
+    def __init__(self, temperature: float = 0.1, distance: _Spec = None,
+                 reducer: Literal["AvgNonZeroReducer", "MeanReducer", "SumReducer"] = "AvgNonZeroReducer",
+                 miner: _Spec = None, feature_from: str = "features"):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"PMLSupConLoss: temperature must be > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+        self.reducer = check_reducer(reducer)
+        self._setup(distance, miner, feature_from)
+
+    def forward(self, input, target):
+        s, pos, neg = self._batch(input, target)
+        z = s / self.temperature
+        log_den = masked_logsumexp(z, paddle.logical_or(pos, neg), axis=1).reshape([-1, 1])
+        w = pos.astype(z.dtype)
+        n_pos = w.sum(axis=1)
+        mean_log_prob = ((z - log_den) * w).sum(axis=1) / (n_pos + _tiny(z.dtype))
+        return {type(self).__name__: reduce_elements(-mean_log_prob, self.reducer)}
+
+
+@register_loss
+class NPairsLoss(_SimilarityLoss):
+    """pytorch-metric-learning ``NPairsLoss`` (Sohn 2016; PaddleClas's ``NpairsLoss`` is a different class).
+
+    One pair per label: for every label with at least two samples, the anchor is its smallest index and the
+    positive the next smallest. With ``S_rc = sim(anchor_r, positive_c)`` (``DotProductSimilarity`` on
+    normalised rows by default, i.e. cosine), ``l_r = CE(S_r, r)``; mean over the pairs. No L2 regulariser.
+    A batch with no pair gives 0.
+
+    Args: ``distance``, ``feature_from``.
+
+    Reads ``input[feature_from]`` and labels. Returns ``{"NPairsLoss": scalar}``.
+    """
+
+    input_keys = ("input[feature_from]", "label")
+    output_keys = ("NPairsLoss",)
+    default_distance = "DotProductSimilarity"
+
+    def __init__(self, distance: _Spec = None, feature_from: str = "features"):
+        super().__init__()
+        self._setup(distance, None, feature_from)
+
+    def forward(self, input, target):
+        name = type(self).__name__
+        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
+        n = x.shape[0]
+        order = paddle.argsort(labels * n + paddle.arange(n, dtype="int64"))
+        sorted_labels = paddle.gather(labels, order)
+        same_as_next = paddle.concat([sorted_labels[1:] == sorted_labels[:-1], paddle.zeros([1], dtype="bool")])
+        is_first = paddle.concat([paddle.ones([1], dtype="bool"), sorted_labels[1:] != sorted_labels[:-1]])
+        anchor_sorted = paddle.logical_and(is_first, same_as_next)
+        positive_sorted = paddle.concat([paddle.zeros([1], dtype="bool"), anchor_sorted[:-1]])
+        next_index = paddle.concat([order[1:], order[-1:]])
+        # back from sorted positions to sample indices
+        is_anchor = paddle.scatter(paddle.zeros([n], dtype="int64"), order, anchor_sorted.astype("int64")) > 0
+        is_positive = paddle.scatter(paddle.zeros([n], dtype="int64"), order, positive_sorted.astype("int64")) > 0
+        partner = paddle.scatter(paddle.zeros([n], dtype="int64"), order, next_index)
+        s = -self.distance.as_distance(self.distance(x))
+        cols = is_positive.reshape([1, -1]).expand([n, n])
+        lse = masked_logsumexp(s, cols, axis=1)
+        target_logit = paddle.take_along_axis(s, partner.reshape([-1, 1]), axis=1).squeeze(1)
+        return {name: reduce_elements(lse - target_logit, "MeanReducer", is_anchor)}
