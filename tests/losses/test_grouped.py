@@ -188,3 +188,10 @@ def test_bad_input_is_an_input_error(layer, feats, message):
 def test_missing_features_key_names_the_keys_present():
     with pytest.raises(InputError, match=r"input\['features'\].*\['backbone'\]"):
         TriHardLoss(8, 2)({"backbone": paddle.ones([8, 2])}, None)
+
+
+def test_zero_feature_row_gives_finite_loss():
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    x[3] = 0.0
+    for layer in (TriHardLoss(8, 2), MSMLoss(8, 2)):
+        assert np.isfinite(_value(layer, x).numpy())
