@@ -25,8 +25,13 @@ _FALLBACK_MARGIN = 0.3  # InterDomainShuffleLoss's margin-ranking fallback when 
 
 def _batch_ids(batch, key, n, owner):
     """Int64 ``[N]`` ids from the MetaBIN batch dict (``label`` also accepted as a bare tensor)."""
-    value = pick(batch, key, owner, allow_tensor=(key == "label"))
-    return check_labels(value, n, owner, what=f"batch[{key!r}]")
+    if isinstance(batch, paddle.Tensor) and key == "label":
+        return check_labels(batch, n, owner, what="label")
+    if not isinstance(batch, dict) or key not in batch:
+        got = f"keys {sorted(map(str, batch))}" if isinstance(batch, dict) else type(batch).__name__
+        raise InputError(f"{owner} reads batch[{key!r}] from the MetaBIN batch dict "
+                         f"{{'label': [N], 'domain': [N]}}, got {got}")
+    return check_labels(batch[key], n, owner, what=f"batch[{key!r}]")
 
 
 def _features(input, key, normalize, owner):
@@ -181,9 +186,6 @@ class InterDomainShuffleLoss(nn.Layer):
 
     def forward(self, input, batch):
         owner = type(self).__name__
-        if not isinstance(batch, dict):
-            raise InputError(f"{owner} expects batch = {{'label': ..., 'domain': ...}} (MetaBIN trainer), "
-                             f"got {type(batch).__name__}")
         x = _features(input, self.feature_from, self.normalize_feature, owner)
         n = x.shape[0]
         labels = _batch_ids(batch, "label", n, owner)

@@ -66,21 +66,23 @@ class CCSSLCELoss(nn.Layer):
 
     input_keys = ("batch['p_targets_u_w']", "batch['logits_s1']", "batch['mask']")
     output_keys = ("CCSSLCELoss",)
+    _BATCH_KEYS = ("p_targets_u_w", "logits_s1", "mask")
 
     def __init__(self, **kwargs):
         super().__init__()
 
     def forward(self, inputs, batch, **kwargs):
         owner = type(self).__name__
-        if not isinstance(batch, dict):
-            raise InputError(f"{owner} expects the batch as a dict with keys 'p_targets_u_w', 'logits_s1' and "
-                             f"'mask' (built by the CCSSL trainer), got {type(batch).__name__}")
-        logits = check_features(pick(batch, "logits_s1", owner, allow_tensor=False), owner, "batch['logits_s1']")
+        missing = [k for k in self._BATCH_KEYS if not isinstance(batch, dict) or k not in batch]
+        if missing:
+            got = f"keys {sorted(map(str, batch))}" if isinstance(batch, dict) else type(batch).__name__
+            raise InputError(f"{owner} reads batch{missing} from the CCSSL trainer's batch dict (keys "
+                             f"{list(self._BATCH_KEYS)}), got {got}")
+        logits = check_features(batch["logits_s1"], owner, "batch['logits_s1']")
         n, c = logits.shape
-        ids = check_labels(pick(batch, "p_targets_u_w", owner, allow_tensor=False), n, owner,
-                           "batch['p_targets_u_w']")
+        ids = check_labels(batch["p_targets_u_w"], n, owner, "batch['p_targets_u_w']")
         check_class_ids(ids, c, owner, allow_ignore=True)
-        mask = pick(batch, "mask", owner, allow_tensor=False)
+        mask = batch["mask"]
         if not isinstance(mask, paddle.Tensor):
             mask = paddle.to_tensor(mask)
         if mask.ndim not in (1, 2) or mask.shape[0] != n or (mask.ndim == 2 and mask.shape[1] != 1):
