@@ -1,0 +1,183 @@
+"""Datasets: PaddleClas's list-file ``ImageNetDataset`` and the embedded ``DigitsDataset``.
+
+Every dataset returns ``(image float32 CHW, label int64)`` or, with a third list-file column,
+``(image, label, camera_or_unique_id)``, exactly the tuples PaddleClas's loaders deliver.
+"""
+import os
+
+import numpy as np
+import paddle
+
+from ..errors import ConfigError
+from .transforms import apply_transforms, build_transforms
+
+
+class ImageNetDataset(paddle.io.Dataset):
+    """A list file of ``relative/path label [camera_or_uid]`` lines, paths joined onto ``image_root``.
+
+    Args:
+        image_root: folder the list-file paths are relative to.
+        cls_label_path: the list file.
+        transform_ops: PaddleClas ``transform_ops`` list (see :mod:`.transforms`).
+        delimiter: column separator (default: any whitespace run, as PaddleClas's ``" "`` on clean files).
+        relabel: map the labels to ``0..K-1``. Divergence: we map them in **sorted** order, so the result is
+            reproducible; PaddleClas uses set-iteration order, which is arbitrary.
+        class_num: when given, a label outside ``[0, class_num)`` (after relabelling) is an error.
+
+    Errors are raised at construction: a missing list file, a malformed line (file and line number), a
+    missing image file (named), a label outside ``class_num``.
+    """
+
+    def __init__(self, image_root, cls_label_path, transform_ops=None, delimiter=None, relabel=False,
+                 class_num=None, **unused):
+        super().__init__()
+        self.image_root = image_root
+        self.ops = build_transforms(transform_ops)
+        if not os.path.isfile(cls_label_path):
+            raise ConfigError(f"ImageNetDataset: list file {cls_label_path} does not exist")
+        paths, labels, extra = [], [], []
+        with open(cls_label_path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                cols = line.strip().split(delimiter) if delimiter not in (None, " ") else line.split()
+                try:
+                    if len(cols) < 2:
+                        raise ValueError("expected at least two columns (path label)")
+                    label = int(cols[1])
+                    uid = int(cols[2]) if len(cols) > 2 else None
+                except ValueError as exc:
+                    raise ConfigError(f"{cls_label_path}:{lineno}: malformed line {line.rstrip()!r}: {exc}; "
+                                      f"expected `relative/path.jpg <int label> [<int camera/uid>]`") from None
+                path = os.path.join(image_root, cols[0])
+                if not os.path.isfile(path):
+                    raise ConfigError(f"{cls_label_path}:{lineno}: image file {path} does not exist")
+                paths.append(path)
+                labels.append(label)
+                extra.append(uid)
+        if not paths:
+            raise ConfigError(f"ImageNetDataset: list file {cls_label_path} has no samples")
+        labels = np.asarray(labels, dtype=np.int64)
+        if relabel:
+            uniq = np.unique(labels)  # sorted
+            labels = np.searchsorted(uniq, labels).astype(np.int64)
+        if class_num is not None:
+            bad = np.flatnonzero((labels < 0) | (labels >= class_num))
+            if bad.size:
+                i = int(bad[0])
+                raise ConfigError(f"{cls_label_path}: label {int(labels[i])} of {paths[i]} is outside "
+                                  f"[0, {class_num}) (class_num); set relabel: True or fix class_num")
+        has_extra = [u is not None for u in extra]
+        if any(has_extra) and not all(has_extra):
+            raise ConfigError(f"{cls_label_path}: some lines have a third column (camera/unique id) and some "
+                              f"do not; use it on every line or on none")
+        self.images = paths
+        self.labels = labels
+        self.cameras = np.asarray(extra, dtype=np.int64) if all(has_extra) else None
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, idx):
+        with open(self.images[idx], "rb") as fh:
+            data = fh.read()
+        img = apply_transforms(self.ops, data)
+        if img.ndim == 3 and img.shape[-1] in (1, 3) and img.shape[0] not in (1, 3):
+            img = img.transpose(2, 0, 1)  # the dataset delivers CHW, as PaddleClas's does
+        img = np.ascontiguousarray(img, dtype=np.float32)
+        if self.cameras is not None:
+            return img, self.labels[idx], self.cameras[idx]
+        return img, self.labels[idx]
+
+
+# alias used by the vehicle / product configs: the same list-file format with a third column
+class VeriWild(ImageNetDataset):
+    """Alias of :class:`ImageNetDataset` (``path label [unique_id]`` lines), the name PaddleClas configs use."""
+
+
+def load_digits_arrays():
+    """scikit-learn's 8×8 handwritten digits as ``(images float32 [1797, 1, 8, 8] in [0, 1], labels int64)``."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ConfigError("the embedded digits dataset needs scikit-learn: pip install scikit-learn "
+                          "(or pip install -e \".[data]\")") from None
+    digits = load_digits()
+    images = (digits.images.astype(np.float32) / 16.0)[:, None, :, :]
+    return images, digits.target.astype(np.int64)
+
+
+class DigitsDataset(paddle.io.Dataset):
+    """The embedded zero-shot retrieval benchmark on scikit-learn's digits (1,797 images, 10 classes).
+
+    ``mode: train`` holds every image of ``train_classes``; ``query`` and ``gallery`` split the images of
+    ``eval_classes`` per class, ``query_ratio`` of each class to the query side, with a seeded permutation
+    (``split_seed``), so query and gallery are disjoint and identical across runs. Images are ``[1, 8, 8]``
+    float32 in ``[0, 1]``; ``transform_ops`` are not used (the data are already tensors). ``random_shift: s``
+    translates each training image by up to ``s`` pixels in each direction (zero fill), drawn from NumPy's
+    global generator, which the trainer seeds per epoch.
+    """
+
+    def __init__(self, mode="train", train_classes=(0, 1, 2, 3, 4), eval_classes=(5, 6, 7, 8, 9),
+                 query_ratio=0.3, split_seed=0, relabel=False, random_shift=0, transform_ops=None, **unused):
+        super().__init__()
+        self.random_shift = int(random_shift)
+        if mode not in ("train", "query", "gallery", "all"):
+            raise ConfigError(f"DigitsDataset.mode must be train, query, gallery or all, got {mode!r}")
+        if not 0.0 < query_ratio < 1.0:
+            raise ConfigError(f"DigitsDataset.query_ratio must be in (0, 1), got {query_ratio!r}")
+        images, labels = load_digits_arrays()
+        if mode == "all":
+            keep = np.arange(len(labels))
+        elif mode == "train":
+            keep = np.flatnonzero(np.isin(labels, list(train_classes)))
+        else:
+            rng = np.random.RandomState(split_seed)
+            side = []
+            for c in sorted(eval_classes):
+                idx = rng.permutation(np.flatnonzero(labels == c))
+                n_query = max(1, int(round(query_ratio * len(idx))))
+                side.append(idx[:n_query] if mode == "query" else idx[n_query:])
+            keep = np.sort(np.concatenate(side))
+        self.images = images[keep]
+        labels = labels[keep]
+        if relabel:
+            labels = np.searchsorted(np.unique(labels), labels).astype(np.int64)
+        self.labels = labels
+        self.cameras = None
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, idx):
+        img = self.images[idx]
+        s = self.random_shift
+        if s > 0:
+            dy, dx = np.random.randint(-s, s + 1, size=2)
+            padded = np.pad(img, ((0, 0), (s, s), (s, s)))
+            h, w = img.shape[1:]
+            img = padded[:, s + dy:s + dy + h, s + dx:s + dx + w]
+        return np.ascontiguousarray(img), self.labels[idx]
+
+
+DATASETS = {"ImageNetDataset": ImageNetDataset, "VeriWild": VeriWild, "DigitsDataset": DigitsDataset}
+
+
+def build_dataset(cfg, path, class_num=None):
+    """Build the dataset named by ``cfg['name']`` (a dict copy is used; the config is not mutated)."""
+    if not isinstance(cfg, dict) or "name" not in cfg:
+        raise ConfigError(f"{path} must be a mapping with a `name` (one of {', '.join(DATASETS)})")
+    params = {k: v for k, v in cfg.items() if k != "name"}
+    name = cfg["name"]
+    if name not in DATASETS:
+        from .._suggest import did_you_mean
+        raise ConfigError(f"{path}.name: unknown dataset {name!r}.{did_you_mean(name, DATASETS)} "
+                          f"Available: {', '.join(DATASETS)}")
+    if class_num is not None and name != "DigitsDataset":
+        params.setdefault("class_num", class_num)
+    try:
+        return DATASETS[name](**params)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
