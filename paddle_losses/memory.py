@@ -53,8 +53,8 @@ class CrossBatchMemory(nn.Layer):
     def _is_full(self):
         return int(self.filled) >= self.size
 
-    def enqueue_dequeue(self, feats, targets):
-        """Write a batch (``feats [n, D]``, ``targets [n]`` int) with the PaddleClas write policy."""
+    def check_batch(self, feats, targets):
+        """Raise :class:`InputError` unless ``feats [n, D]`` / ``targets [n]`` fit this memory."""
         if feats.ndim != 2 or feats.shape[1] != self.embedding_size:
             raise InputError(f"CrossBatchMemory holds {self.embedding_size}-d features, got a batch of shape "
                              f"{list(feats.shape)}; set the memory's feature size (feat_dim / embedding_size) "
@@ -65,6 +65,11 @@ class CrossBatchMemory(nn.Layer):
                              f"use a memory at least as large as the batch")
         if targets.shape[0] != n:
             raise InputError(f"CrossBatchMemory got {n} features but {targets.shape[0]} labels")
+
+    def enqueue_dequeue(self, feats, targets):
+        """Write a batch (``feats [n, D]``, ``targets [n]`` int) with the PaddleClas write policy."""
+        self.check_batch(feats, targets)
+        n = feats.shape[0]
         with paddle.no_grad():
             end = self.ptr + n
             wraps = end > self.size

@@ -185,6 +185,7 @@ class TripletAngularMarginLoss_XBM(TripletAngularMarginLoss):
         x, y = self._features_and_labels(input, target)
         pos, neg = positive_negative(y)
         loss = self._terms(dot_similarity(x), pos, neg)
+        self.xbm.check_batch(x, y)  # before counting the call, so that a rejected batch changes no state
         with paddle.no_grad():
             paddle.assign(self.iter + 1, output=self.iter)
         if int(self.iter) > self.start_iter:

@@ -125,6 +125,7 @@ class ContrastiveLoss_XBM(_ContrastiveBase):
         x, y = self._features_and_labels(input, target)
         pos, neg = positive_negative(y)
         loss = contrastive_terms(dot_similarity(x), pos, neg, self.margin, self.epsilon)
+        self.xbm.check_batch(x, y)  # before counting the call, so that a rejected batch changes no state
         with paddle.no_grad():
             paddle.assign(self.iter + 1, output=self.iter)
         if int(self.iter) > self.start_iter:

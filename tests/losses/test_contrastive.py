@@ -159,9 +159,10 @@ def test_xbm_accepts_float64_features():
 
 
 def test_xbm_memory_of_wrong_feature_size_is_an_input_error():
+    layer = ContrastiveLoss_XBM(8, 1.0, 0, 0.5, embedding_size=5)
     with pytest.raises(InputError, match="5-d features"):
-        _value(ContrastiveLoss_XBM(8, 1.0, 0, 0.5, embedding_size=5), np.ones([4, 3], "float32"),
-               np.array([0, 0, 1, 1]), XKEY)
+        _value(layer, np.ones([4, 3], "float32"), np.array([0, 0, 1, 1]), XKEY)
+    assert int(layer.iter) == 0, "a rejected batch must not count as a call"
 
 
 # ---------------------------------------------------------------- boundary checks

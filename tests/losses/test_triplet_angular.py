@@ -296,9 +296,10 @@ def test_xbm_accepts_float64_features_and_int32_labels():
 
 
 def test_xbm_memory_of_wrong_feature_size_is_an_input_error():
-    loss = TripletAngularMarginLoss_XBM(0, 8, 1.0, feat_dim=5)
+    loss = TripletAngularMarginLoss_XBM(3, 8, 1.0, feat_dim=5)  # rejected even before start_iter
     with pytest.raises(InputError, match="5-d features"):
         _value(loss, np.ones([4, 3], "float32"), np.array([0, 0, 1, 1]), XKEY)
+    assert int(loss.iter) == 0, "a rejected batch must not count as a call"
 
 
 def test_xbm_state_dict_resume_equals_uninterrupted_run():
