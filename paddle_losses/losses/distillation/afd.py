@@ -9,6 +9,7 @@ import paddle.nn.functional as F
 from ...errors import InputError
 from ...inputs import check_features, pick
 from ...registry import register_loss
+from .selection import model_output, reported_as
 
 
 def unique_shape_index(shapes):
@@ -104,8 +105,9 @@ class AFDLoss(nn.Layer):
         if isinstance(predicts, dict) and student not in predicts and isinstance(batch, dict) \
                 and all(k in predicts for k in self.student_keys):
             return predicts, batch  # DistillationPairLoss passes (student output, teacher output)
-        return pick(predicts, student, owner, allow_tensor=False), pick(predicts, teacher, owner,
-                                                                         allow_tensor=False)
+        with reported_as(owner, f"model_name_pair {self.model_name_pair}"):
+            return (model_output(predicts, student, accept_dict=True),
+                    model_output(predicts, teacher, accept_dict=True))
 
     def _read(self, out, keys, model):
         owner = type(self).__name__

@@ -54,10 +54,10 @@ def model_output(predicts, model, key=None, accept_dict=False):
     out = predicts[model]
     if key is not None:
         if not isinstance(out, dict):
-            raise InputError(f"key {key!r} selects an entry of model {model!r}'s output, but that output is "
-                             f"a {type(out).__name__}, not a dict")
+            raise InputError(f"key {key!r} selects an entry of the output of model {model!r}, but that "
+                             f"output is a {type(out).__name__}, not a dict")
         if key not in out:
-            raise InputError(f"model {model!r}'s output has no key {key!r}; its keys are "
+            raise InputError(f"the output of model {model!r} has no key {key!r}; its keys are "
                              f"{sorted(map(str, out))}")
         return out[key]
     if isinstance(out, dict) and not accept_dict:
