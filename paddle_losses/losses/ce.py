@@ -99,6 +99,8 @@ class CELoss(nn.Layer):
         n, num_classes = x.shape[0], x.shape[-1]
         if _is_soft_label(label, n, num_classes):
             check_finite(label, name, "soft label")
+            if label.dtype != x.dtype:
+                label = label.astype(x.dtype)
             if self.epsilon is not None:
                 target = (1.0 - self.epsilon) * label + self.epsilon / num_classes
                 return {"CELoss": self._reduce_rows(soft_cross_entropy_rows(x, target))}
