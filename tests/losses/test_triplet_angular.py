@@ -343,3 +343,14 @@ def test_xbm_gradient_equals_finite_differences_with_memory_held_fixed():
         return plain({"features": t}, paddle.to_tensor(y))[KEY] + 0.6 * memory_term
 
     np.testing.assert_allclose(analytic, numeric_grad(fixed_memory, [x], 0), rtol=1e-5, atol=1e-7)
+
+
+def test_xbm_under_to_static_matches_eager_and_updates_state():
+    rng = np.random.default_rng(13)
+    batches = [(rng.normal(size=(4, 4)).astype("float32"), np.array([0, 0, 1, 1])) for _ in range(3)]
+    eager, static = TripletAngularMarginLoss_XBM(1, 16, 0.5, 4), TripletAngularMarginLoss_XBM(1, 16, 0.5, 4)
+    fn = paddle.jit.to_static(lambda f, t: static({"features": f}, t)[XKEY])
+    for x, y in batches:
+        np.testing.assert_allclose(float(fn(paddle.to_tensor(x), paddle.to_tensor(y))),
+                                   float(_value(eager, x, y, XKEY)), rtol=1e-6)
+    assert int(static.iter) == 3 and int(static.xbm.filled) == 8
