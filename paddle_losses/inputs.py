@@ -27,12 +27,17 @@ def _dynamic():
     return paddle.in_dynamic_mode()
 
 
+def is_tensor(x):
+    """True for eager tensors and for the values ``paddle.jit.to_static(full_graph=True)`` traces."""
+    return isinstance(x, paddle.Tensor) or type(x).__name__ in ("Value", "Variable")
+
+
 def pick(input, key, owner, allow_tensor=True):
     """Return ``input[key]``; a bare Tensor is taken as is when ``allow_tensor``.
 
     Raises InputError naming ``owner`` (the loss), the missing key and the keys that are present.
     """
-    if isinstance(input, paddle.Tensor):
+    if is_tensor(input):
         if allow_tensor:
             return input
         raise InputError(f"{owner} expects a dict of model outputs with key {key!r}, got a bare Tensor")
@@ -54,7 +59,7 @@ def check_finite(x, owner, what="input"):
 
 def check_features(x, owner, what="features", ndim=2, allow_float64=True):
     """Validate a float feature tensor of rank ``ndim`` with a non-empty batch and finite values."""
-    if not isinstance(x, paddle.Tensor):
+    if not is_tensor(x):
         raise InputError(f"{owner}: {what} must be a paddle.Tensor, got {type(x).__name__}")
     if ndim is not None and x.ndim != ndim:
         expected = "[N, D]" if ndim == 2 else f"rank {ndim}"
@@ -63,7 +68,7 @@ def check_features(x, owner, what="features", ndim=2, allow_float64=True):
         raise InputError(f"{owner}: {what} must be a floating-point tensor, got {x.dtype}")
     if not allow_float64 and x.dtype == paddle.float64:
         raise InputError(f"{owner}: {what} must be float32/float16 (state is float32), got float64")
-    if x.ndim >= 1 and x.shape[0] == 0:
+    if _dynamic() and x.ndim >= 1 and x.shape[0] == 0:
         raise InputError(f"{owner}: empty batch ({what} has shape {list(x.shape)}); expected at least one sample")
     check_finite(x, owner, what)
     return x
@@ -76,7 +81,7 @@ def check_labels(label, n, owner, what="label"):
     """
     if label is None:
         raise InputError(f"{owner} needs {what}s (int64 tensor of shape [N] or [N, 1]), got None")
-    if not isinstance(label, paddle.Tensor):
+    if not is_tensor(label):
         label = paddle.to_tensor(label)
     if paddle.is_floating_point(label):
         raise InputError(f"{owner}: {what} must hold integer class ids (int64), got {label.dtype}; "

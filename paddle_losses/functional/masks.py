@@ -14,5 +14,6 @@ def positive_negative(labels, key_labels=None, exclude_self=False):
     neg = paddle.logical_not(pos)
     if exclude_self:
         n = labels.shape[0]
-        pos = paddle.logical_and(pos, paddle.logical_not(paddle.eye(n, dtype="bool")))
+        # Paddle has no bool kernel for eye on CPU.
+        pos = paddle.logical_and(pos, paddle.eye(n, dtype="int32") == 0)
     return pos, neg
