@@ -1,0 +1,101 @@
+"""Command line of the benchmark: runs one worker subprocess per thread setting and prints markdown."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import cases as C
+from .report import render
+
+FULL = dict(batch_sizes=[64, 256, 1024, 4096], dims=[128, 512], xbm_sizes=[1024, 4096, 16384],
+            xbm_sweep_batch=256, miner_max_batch=4096, budget=1.0, min_reps=3, max_reps=30,
+            single_call_over=2.0, ref_budget=8.0, ref_mem_limit=3 * 2 ** 30)
+QUICK = dict(FULL, batch_sizes=[16, 32], dims=[16], xbm_sizes=[64, 128], xbm_sweep_batch=32,
+             miner_max_batch=32, budget=0.05, min_reps=1, max_reps=3, ref_budget=2.0)
+
+
+def _ints(text):
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="tools/bench.py",
+        description="Time forward+backward of every registered metric loss and margin head on P×K batches "
+                    "(K=4) against the matmul floor and a re-implementation of PaddleClas's algorithm.")
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny shapes, one repeat")
+    p.add_argument("--batch-sizes", type=_ints, help="comma list, default 64,256,1024,4096")
+    p.add_argument("--dims", type=_ints, help="comma list of feature sizes D, default 128,512")
+    p.add_argument("--xbm-sizes", type=_ints,
+                   help="memory sizes M; the largest is run at every B, the others at --xbm-sweep-batch")
+    p.add_argument("--xbm-sweep-batch", type=int)
+    p.add_argument("--threads", type=_ints, default=[1, 2], help="OMP_NUM_THREADS settings, default 1,2")
+    p.add_argument("--only", action="append", help="fnmatch pattern on the row name (repeatable)")
+    p.add_argument("--no-references", action="store_true", help="skip the PaddleClas-algorithm timings")
+    p.add_argument("--no-miners", action="store_true")
+    p.add_argument("--ref-budget", type=float, help="skip a reference whose predicted call exceeds this (s)")
+    p.add_argument("--budget", type=float, help="seconds of repeats per measurement (after warm-up)")
+    p.add_argument("--output", help="also write the markdown report to this file")
+    p.add_argument("--json", help="also write the raw rows (JSON lines) to this file")
+    p.add_argument("--traceback", action="store_true", help="print tracebacks of failing losses")
+    return p.parse_args(argv)
+
+
+def config_from(args):
+    cfg = dict(QUICK if args.quick else FULL)
+    for key in ("batch_sizes", "dims", "xbm_sizes", "xbm_sweep_batch", "ref_budget", "budget"):
+        value = getattr(args, key)
+        if value is not None:
+            cfg[key] = value
+    cfg.update(only=args.only, references=not args.no_references, miners=not args.no_miners,
+               traceback=args.traceback)
+    return cfg
+
+
+def _package_root():
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_worker(cfg, threads):
+    """Run the grid in a fresh interpreter with ``OMP_NUM_THREADS=threads``; return its rows."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rows.jsonl")
+        cmd = [sys.executable, "-W", "ignore", "-m", "paddle_losses.bench.worker", json.dumps(cfg), out]
+        proc = subprocess.run(cmd, env=env)
+        rows = []
+        if os.path.exists(out):
+            with open(out) as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+        if proc.returncode != 0:
+            rows.append(dict(case="__worker__", error=f"worker exited with {proc.returncode}"))
+        return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = config_from(args)
+    start = time.perf_counter()
+    rows_by_threads = {t: run_worker(cfg, t) for t in args.threads}
+    took = time.perf_counter() - start
+    header = (f"# paddle_losses benchmark\n\nCommand: `python tools/bench.py "
+              f"{' '.join(argv if argv is not None else sys.argv[1:])}`. "
+              f"B ∈ {cfg['batch_sizes']}, D ∈ {cfg['dims']}, XBM M ∈ {cfg['xbm_sizes']} "
+              f"(largest M at every B, the others at B = {cfg['xbm_sweep_batch']}), K = {C.K}. "
+              f"Total time {took / 60:.1f} min.")
+    text = render(rows_by_threads, C.CASES, header)
+    print(text)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            for t, rows in rows_by_threads.items():
+                for r in rows:
+                    f.write(json.dumps(dict(r, threads=t)) + "\n")
+    failed = any(r.get("case") == "__worker__" for rows in rows_by_threads.values() for r in rows)
+    return 1 if failed else 0

@@ -1,0 +1,107 @@
+"""Timing, peak memory and calibration primitives (Linux /proc based memory, wall-clock timing).
+
+Peak memory: writing ``5`` to ``/proc/self/clear_refs`` resets the kernel's high-water mark ``VmHWM`` to
+the current ``VmRSS``; the peak of a call is ``VmHWM`` after it minus ``VmRSS`` before it. Paddle's CPU
+allocator hands freed blocks back to the C allocator, and the CLI runs workers with a fixed glibc mmap
+threshold so that large blocks go straight back to the kernel: freed memory of an earlier configuration
+cannot hide the next one's peak.
+"""
+import math
+import re
+import statistics
+import time
+
+import paddle
+
+_STATUS = "/proc/self/status"
+
+
+def _status_kib(field):
+    with open(_STATUS) as f:
+        match = re.search(rf"^{field}:\s+(\d+)\s+kB", f.read(), re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def memory_supported():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_kib("VmHWM") is not None
+    except OSError:
+        return False
+
+
+def peak_bytes(fn):
+    """Run ``fn()`` once; return ``(result, extra peak resident bytes during the call or None)``."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return fn(), None
+    base = _status_kib("VmRSS")
+    result = fn()
+    return result, max(0, _status_kib("VmHWM") - base) * 1024
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+class Timing:
+    """Median wall time of repeated calls, after a warm-up call whose peak memory is recorded."""
+
+    def __init__(self, times, peak, warmup_time):
+        self.times, self.peak, self.warmup_time = times, peak, warmup_time
+
+    @property
+    def median(self):
+        return statistics.median(self.times)
+
+    @property
+    def reps(self):
+        return len(self.times)
+
+
+def time_calls(fn, budget=1.0, min_reps=3, max_reps=30, single_call_over=None):
+    """Warm up once (measuring peak memory), then time ``reps`` calls and keep every time.
+
+    ``reps`` fills ``budget`` seconds, clamped to ``[min_reps, max_reps]``. If ``single_call_over`` is set
+    and the warm-up call alone takes longer, that call is the only measurement (for reference
+    implementations that take seconds per call, where one-off warm-up costs are negligible).
+    """
+    start = time.perf_counter()
+    _, peak = peak_bytes(fn)
+    warm = time.perf_counter() - start
+    if single_call_over is not None and warm > single_call_over:
+        return Timing([warm], peak, warm)
+    reps = max(min_reps, min(max_reps, int(budget / max(warm, 1e-6))))
+    return Timing([_timed(fn) for _ in range(reps)], peak, warm)
+
+
+def calibrate_quadratic_reductions():
+    """Seconds per unit of the two quadratic ``paddle.max`` backward costs measured on this CPU.
+
+    Returns ``{"axis": c, "flat": c'}``: a reduction along an axis of length L over R rows costs about
+    ``c·R·L²`` forward + backward, a reduction over all n elements about ``c'·n²``. The benchmark predicts
+    PaddleClas-algorithm times with them and skips calls that would take too long.
+    """
+    def reduce_backward(shape, axis):
+        x = paddle.randn(shape)
+        x.stop_gradient = False
+        return lambda: (paddle.max(x, axis=axis) if axis is not None else paddle.max(x)).sum().backward()
+
+    rows, length, flat = 32, 1024, 4096
+    axis_fn, flat_fn = reduce_backward([rows, length], 1), reduce_backward([flat], None)
+    axis_fn(), flat_fn()  # first-call overheads
+    axis_t = min(_timed(axis_fn) for _ in range(3))
+    flat_t = min(_timed(flat_fn) for _ in range(3))
+    return {"axis": axis_t / (rows * length ** 2), "flat": flat_t / flat ** 2}
+
+
+def loglog_slope(b0, t0, b1, t1):
+    """Exponent p of ``t ∝ B^p`` between two measurements."""
+    if min(b0, t0, b1, t1) <= 0 or b0 == b1:
+        return float("nan")
+    return math.log(t1 / t0) / math.log(b1 / b0)

@@ -1,0 +1,182 @@
+"""Markdown rendering of benchmark rows: one table per thread setting, a miner table, a target summary."""
+import math
+
+from .cases import FLOOR_2X, MEM_8X, REF_10X, XBM_2X
+from .measure import loglog_slope
+
+MiB = 2 ** 20
+
+TARGETS = {
+    FLOOR_2X: "ours ≤ 2× the x·xᵀ floor at every B ≥ 256, both D",
+    REF_10X: "≥ 10× faster than the PaddleClas algorithm at B = 1024 (both D)",
+    XBM_2X: "≤ 2× the B×M floor at B = 256, M = 16384 (both D)",
+    MEM_8X: "peak < 8× one main matrix (B×B; B×M for XBM) at B = 4096, D = 512",
+}
+
+
+def _ms(seconds):
+    if seconds is None:
+        return "—"
+    ms = seconds * 1e3
+    if ms >= 100:
+        return f"{ms:,.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    return f"{ms:.2f}"
+
+
+def _ratio(x):
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:.2f}" if x < 10 else f"{x:.0f}" if x < 1e4 else f"{x:.1e}"
+
+
+def _mib(b):
+    return "—" if b is None else f"{b / MiB:.1f}" if b < 100 * MiB else f"{b / MiB:,.0f}"
+
+
+def _ref_cells(row):
+    status = row.get("ref_status")
+    if status is None:
+        return "—", "—"
+    if status == "error":
+        return f"error: {row.get('ref_note', '')}", "—"
+    ours, ref = row.get("ours_s"), row.get("ref_s")
+    speedup = ref / ours if ours and ref else None
+    if status == "skipped":
+        return f"≈{_ms(ref)} (skipped: {row.get('ref_note', '')})", f"≈{_ratio(speedup)}"
+    return _ms(ref), _ratio(speedup)
+
+
+def loss_table(rows):
+    head = ("| loss | B | D | M/C | ours ms | floor ms | **ours/floor** | PaddleClas alg. ms | "
+            "**PaddleClas/ours** | ours peak MiB | **peak ÷ main matrix** | reps |")
+    out = [head, "|" + "---|" * 12]
+    for r in rows:
+        if r.get("miner") or r.get("case") == "__meta__":
+            continue
+        if r.get("error") and r.get("ours_s") is None:
+            out.append(f"| {r['case']} | {r.get('B', '')} | {r.get('D', '')} | {r.get('M') or ''} | "
+                       f"error: {r['error']} | {_ms(r.get('floor_s'))} | — | — | — | — | — | |")
+            continue
+        ref, speed = _ref_cells(r)
+        ratio = r["ours_s"] / r["floor_s"] if r.get("floor_s") else None
+        unit = r["ours_peak"] / r["unit_bytes"] if r.get("ours_peak") is not None else None
+        out.append(f"| {r['case']} | {r['B']} | {r['D']} | {r['M'] or ''} | {_ms(r['ours_s'])} | "
+                   f"{_ms(r['floor_s'])} | {_ratio(ratio)} | {ref} | {speed} | {_mib(r.get('ours_peak'))} | "
+                   f"{_ratio(unit)} | {r.get('ours_reps', '')} |")
+    return "\n".join(out)
+
+
+def miner_table(rows):
+    rows = [r for r in rows if r.get("miner")]
+    if not rows:
+        return ""
+    out = ["| miner | B | D | miner ms | x·xᵀ forward ms | **miner/floor** | peak MiB | **peak ÷ B×B** |",
+           "|" + "---|" * 8]
+    for r in rows:
+        if r.get("ours_s") is None:
+            out.append(f"| {r['case']} | {r['B']} | {r['D']} | error: {r.get('error')} | | | | |")
+            continue
+        out.append(f"| {r['case']} | {r['B']} | {r['D']} | {_ms(r['ours_s'])} | {_ms(r['floor_s'])} | "
+                   f"{_ratio(r['ours_s'] / r['floor_s'])} | {_mib(r['ours_peak'])} | "
+                   f"{_ratio(r['ours_peak'] / r['unit_bytes'] if r['ours_peak'] is not None else None)} |")
+    return "\n".join(out)
+
+
+def _measured(rows, case):
+    return [r for r in rows if r.get("case") == case and r.get("ours_s") is not None]
+
+
+def _verdict(value, ok, fmt=_ratio, estimated=False):
+    if value is None:
+        return "n/a"
+    mark = "✓" if ok(value) else "✗"
+    return f"{'≈' if estimated else ''}{fmt(value)} {mark}"
+
+
+def floor_target(rows, case):
+    vals = [r["ours_s"] / r["floor_s"] for r in _measured(rows, case) if r["B"] >= 256 and r.get("floor_s")
+            and r["floor_kind"] == "pair"]
+    return max(vals) if vals else None
+
+
+def ref_target(rows, case):
+    hits = [r for r in _measured(rows, case) if r["B"] == 1024 and r.get("ref_s")]
+    if not hits:
+        return None, False
+    worst = min(hits, key=lambda r: r["ref_s"] / r["ours_s"])
+    return worst["ref_s"] / worst["ours_s"], any(r.get("ref_status") == "skipped" for r in hits)
+
+
+def xbm_target(rows, case, batch=256):
+    vals = [r["ours_s"] / r["floor_s"] for r in _measured(rows, case) if r["B"] == batch
+            and r["M"] == max(x["M"] for x in _measured(rows, case)) and r.get("floor_s")]
+    return max(vals) if vals else None
+
+
+def memory_target(rows, case):
+    hits = [r for r in _measured(rows, case) if r["B"] == 4096 and r["D"] == 512 and r.get("ours_peak") is not None]
+    if not hits:
+        return None
+    return max(r["ours_peak"] / r["unit_bytes"] for r in hits)
+
+
+def growth(rows, case, key):
+    pts = sorted((r["B"], r[key]) for r in _measured(rows, case) if r["D"] == 512 and r.get(key)
+                 and (r["floor_kind"] != "memory" or r["M"] == max(x["M"] for x in _measured(rows, case))))
+    if len(pts) < 2:
+        return None
+    (b0, t0), (b1, t1) = pts[-2], pts[-1]
+    return loglog_slope(b0, t0, b1, t1), b0, b1
+
+
+def summary_table(rows_by_threads, cases):
+    threads = sorted(rows_by_threads)
+    head = ["loss"]
+    head += [f"≤2× floor, B≥256 ({t}t)" for t in threads]
+    head += [f"≥10× PaddleClas alg., B=1024 ({t}t)" for t in threads]
+    head += [f"XBM ≤2× B×M floor ({t}t)" for t in threads]
+    head += ["peak ÷ main matrix < 8 (B=4096, D=512)", "growth exponent ours / floor (D=512)"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    first = rows_by_threads[threads[0]]
+    for case in cases:
+        if not _measured(first, case.label) and not any(_measured(rows_by_threads[t], case.label) for t in threads):
+            continue
+        cells = [case.label]
+        for t in threads:
+            v = floor_target(rows_by_threads[t], case.label) if FLOOR_2X in case.targets else None
+            cells.append(_verdict(v, lambda x: x <= 2.0) if FLOOR_2X in case.targets else "—")
+        for t in threads:
+            if REF_10X in case.targets:
+                v, est = ref_target(rows_by_threads[t], case.label)
+                cells.append(_verdict(v, lambda x: x >= 10.0, estimated=est))
+            else:
+                cells.append("—")
+        for t in threads:
+            v = xbm_target(rows_by_threads[t], case.label) if XBM_2X in case.targets else None
+            cells.append(_verdict(v, lambda x: x <= 2.0) if XBM_2X in case.targets else "—")
+        mem = memory_target(first, case.label)
+        cells.append(_verdict(mem, lambda x: x < 8.0) if MEM_8X in case.targets else _ratio(mem) if mem else "—")
+        g_ours, g_floor = growth(first, case.label, "ours_s"), growth(first, case.label, "floor_s")
+        cells.append(f"{g_ours[0]:.2f} / {g_floor[0]:.2f} (B {g_ours[1]}→{g_ours[2]})"
+                     if g_ours and g_floor else "n/a")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def render(rows_by_threads, cases, header=""):
+    parts = [header] if header else []
+    parts.append("## Targets\n\n" + "\n".join(f"* `{k}`: {v}" for k, v in TARGETS.items()))
+    parts.append("## Summary (✓ met, ✗ missed, ≈ from an estimated PaddleClas time)\n\n"
+                 + summary_table(rows_by_threads, cases))
+    for t in sorted(rows_by_threads):
+        rows = rows_by_threads[t]
+        meta = next((r for r in rows if r.get("case") == "__meta__"), {})
+        took = f" — worker took {meta['seconds'] / 60:.1f} min" if "seconds" in meta else ""
+        parts.append(f"## {t} thread{'s' if t > 1 else ''} (OMP_NUM_THREADS={t}){took}\n\n" + loss_table(rows))
+        mt = miner_table(rows)
+        if mt:
+            parts.append(f"### Miners, {t} thread{'s' if t > 1 else ''} (no gradient; floor = x·xᵀ forward)\n\n"
+                         + mt)
+    return "\n\n".join(parts) + "\n"
