@@ -9,7 +9,6 @@ PaddleClas (which subclasses the base losses).
 import warnings
 from typing import List, Literal, Optional, Union
 
-import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 

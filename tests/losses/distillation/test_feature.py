@@ -150,6 +150,12 @@ def test_distance_gradients_reach_both_inputs(mode):
         assert_gradcheck(scalar(DistanceLoss(mode)), [x, y], index)
 
 
+def test_distance_rejects_broadcastable_shape_mismatches():
+    # Paddle's l1/mse losses would silently broadcast [N, D] against [N, 1].
+    with pytest.raises(InputError, match=r"x and y must have the same shape, got x \[4, 3\] and y \[4, 1\]"):
+        DistanceLoss("l2")(paddle.randn([4, 3]), paddle.randn([4, 1]))
+
+
 def test_distance_rejects_unknown_options_and_modes():
     with pytest.raises(ValueError, match=r"does not accept \['delta'\]; it accepts \['reduction'\]"):
         DistanceLoss("l2", delta=1.0)
