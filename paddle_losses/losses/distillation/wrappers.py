@@ -428,11 +428,11 @@ class DistillationPairLoss(nn.Layer):
                                                    and isinstance(t_key, (list, tuple))):
             raise ValueError(f"{owner}: s_key and t_key must be of the same kind (both keys, both lists of "
                              f"keys, or both None), got {s_key!r} and {t_key!r}")
+        self.loss_func = resolve_base_loss(owner, base_loss_name, kwargs)
         self.model_name_pairs = check_model_pairs(owner, model_name_pairs)
         self.s_key = s_key
         self.t_key = t_key
         self.name = name
-        self.loss_func = resolve_base_loss(owner, base_loss_name, kwargs)
 
     @staticmethod
     def _select(predicts, model, key):

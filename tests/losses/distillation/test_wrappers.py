@@ -252,7 +252,7 @@ def test_pair_base_loss_errors_are_config_errors():
                                           r"MGDLoss has no parameter"):
         DistillationPairLoss("MGDLoss", student_channel=4, teacher_channels=4)
     with pytest.raises(ValueError, match="s_key and t_key must be of the same kind"):
-        DistillationPairLoss("DistanceLoss", s_key="feat", t_key=None)
+        DistillationPairLoss("DistanceLoss", [["S", "T"]], s_key="feat", t_key=None)
 
 
 # ---- bad input ------------------------------------------------------------------------------------------
@@ -310,7 +310,7 @@ def test_constructor_validation():
     with pytest.raises(ValueError, match="student_keepkeys and teacher_keepkeys must have the same length"):
         DistillationRKDLoss(student_keepkeys=["a"], teacher_keepkeys=[])
     with pytest.raises(ValueError, match="act must be None, 'sigmoid' or 'softmax'"):
-        DistillationDistanceLoss(act="relu")
+        DistillationDistanceLoss(model_name_pairs=[["S", "T"]], act="relu")
     with pytest.raises(ValueError, match="model_names must be a list of model names"):
         pl.get_loss("DistillationGTCELoss")(model_names="Student")
 
