@@ -6,8 +6,12 @@ For a prefix (``latest``, ``best_model``, ``epoch_N``) in ``Global.output_dir``:
   CenterLoss centers, XBM memories -- everything persistable);
 * ``{prefix}.pdopt``: a list with one optimizer state dict per optimizer (LR-scheduler state included);
 * ``{prefix}.pdstates``: ``{"metric": best metric so far, "epoch": N}`` plus our extras
-  (``best_epoch``, ``global_step``, ``history``) which PaddleClas ignores;
+  (``best_epoch``, ``global_step``, ``history``, ``optimizer_param_names``) which PaddleClas ignores;
 * ``best_model/model.pdparams``: an extra copy of the best weights (as PaddleClas writes).
+
+Optimizer state is keyed by Paddle's generated parameter names (``conv2d_4.w_0_velocity_0``), which depend on
+how many layers the process created before; ``optimizer_param_names`` records them in parameter order so
+that a resume renames the keys to the current model's names (PaddleClas relies on a fresh process).
 
 Atomicity: every file is first written completely to a temporary file in the same directory; only when all
 of a prefix's files are written are they moved into place with ``os.replace``. A crash while writing
@@ -50,14 +54,37 @@ def _write_all(files):
         os.replace(tmp, path)
 
 
+def _param_names(opt):
+    names = []
+    for p in opt._parameter_list:
+        if isinstance(p, dict):
+            names += [q.name for q in p["params"]]
+        else:
+            names.append(p.name)
+    return names
+
+
+def _rename_keys(state, old_names, new_names):
+    mapping = sorted(zip(old_names, new_names), key=lambda t: -len(t[0]))
+    out = {}
+    for key, value in state.items():
+        for old, new in mapping:
+            if key.startswith(old + "_"):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    return out
+
+
 def save_checkpoint(output_dir, prefix, model, loss, optimizers, states):
     """Write ``{output_dir}/{prefix}.{pdparams,pdopt,pdstates}`` atomically; returns the prefix path."""
     os.makedirs(output_dir, exist_ok=True)
     base = os.path.join(output_dir, prefix)
     params = merged_state(model, loss)
+    states = dict(states, optimizer_param_names=[_param_names(opt) for opt in optimizers])
     files = [(base + ".pdparams", params),
              (base + ".pdopt", [opt.state_dict() for opt in optimizers]),
-             (base + ".pdstates", dict(states))]
+             (base + ".pdstates", states)]
     if prefix == "best_model":
         os.makedirs(os.path.join(output_dir, "best_model"), exist_ok=True)
         files.append((os.path.join(output_dir, "best_model", "model.pdparams"), params))
@@ -103,6 +130,11 @@ def load_checkpoint(prefix, model, loss, optimizers):
     if len(opt_states) != len(optimizers):
         raise ConfigError(f"Global.checkpoints: {prefix}.pdopt holds {len(opt_states)} optimizer states but the "
                           f"config builds {len(optimizers)} optimizers")
-    for opt, st in zip(optimizers, opt_states):
+    states = paddle.load(prefix + ".pdstates")
+    saved_names = states.get("optimizer_param_names") or [None] * len(optimizers)
+    for opt, st, old in zip(optimizers, opt_states, saved_names):
+        new = _param_names(opt)
+        if old is not None and len(old) == len(new) and old != new:
+            st = _rename_keys(st, old, new)
         opt.set_state_dict(st)
-    return paddle.load(prefix + ".pdstates")
+    return states
