@@ -51,15 +51,10 @@ def test_paddle_nn_triplet_margin_loss_layer_has_torch_semantics(case):
 
 @pytest.mark.parametrize("case", TORCH_DIST, ids=lambda c: c.name)
 def test_torch_triplet_margin_with_distance_loss_golden(case):
-    a = case.meta["args"] if "args" in case.meta else {}
-    name = case.name
-    dist = te.cosine_distance if "cosine" in name else None
-    reduction = "mean" if name.endswith("mean") else "none"
-    margin = 0.2 if "_m0.2_" in name else 1.0
-    swap = "swapT" in name
+    a = case.meta["args"]
+    dist = te.cosine_distance if a["distance_function"] else None
     _replay(case, ("anchor", "positive", "negative"),
-            lambda x, y, z: te.triplet_margin_with_distance_loss(x, y, z, dist, margin, swap, reduction))
-    del a
+            lambda x, y, z: te.triplet_margin_with_distance_loss(x, y, z, dist, a["margin"], a["swap"], a["reduction"]))
 
 
 @pytest.mark.parametrize("case", OPTAX, ids=lambda c: c.name)
@@ -71,11 +66,9 @@ def test_optax_triplet_margin_loss_golden(case):
 
 @pytest.mark.parametrize("case", KERAS, ids=lambda c: c.name)
 def test_keras_squared_l2_triplet_golden(case):
-    name = case.name
-    reduction = "mean" if "mean" in name else ("sum" if "sum" in name else "none")
-    alpha = float(name.split("alpha")[1].split("__")[0])
+    a = case.meta["args"]
     _replay(case, ("anchor", "positive", "negative"),
-            lambda x, y, z: te.squared_l2_triplet_loss(x, y, z, alpha, reduction))
+            lambda x, y, z: te.squared_l2_triplet_loss(x, y, z, a["alpha"], a["reduction"]))
 
 
 def test_identical_rows_torch_distance_is_eps_times_root_d_with_finite_gradient():

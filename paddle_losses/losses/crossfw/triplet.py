@@ -129,7 +129,8 @@ class MinedTripletMarginLoss(nn.Layer):
             raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         if not float(p) > 0:
             raise ValueError(f"{name}: p must be > 0, got {p!r}")
-        self.margin, self.p, self.eps, self.swap, self.reduction = float(margin), float(p), float(eps), bool(swap), reduction
+        self.margin, self.p, self.eps = float(margin), float(p), float(eps)
+        self.swap, self.reduction = bool(swap), reduction
         _, self.miner = resolve(None, "LpDistance", miner or {"name": "BatchHardMiner"}, name)
         _reject_pair_miner(self.miner, name)
         self.feature_from = feature_from

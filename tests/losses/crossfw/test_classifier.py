@@ -13,6 +13,8 @@ from paddle_losses.losses.crossfw.classifier import ArcFaceLoss, CosFaceLoss, Pr
 
 RNG = np.random.default_rng(0)
 
+KEEP_ALIVE = []
+
 
 def _run(loss, x, y):
     return loss({"features": x}, y)[type(loss).__name__]
@@ -128,10 +130,16 @@ def test_classifier_loss_runs_under_to_static():
     loss = ArcFaceLoss(4, 6)
     x, y = paddle.randn([5, 6]), paddle.to_tensor([0, 1, 2, 3, 0])
 
-    def compute(f, t):
+    def classifier_compute(f, t):
         return _run(loss, f, t)
 
-    np.testing.assert_allclose(float(paddle.jit.to_static(compute)(x, y)), float(compute(x, y)), rtol=1e-5)
+    # SOT caches translations by code object; keeping the function alive stops a later test's
+    # function from reusing its id and hitting the stale cache entry
+    KEEP_ALIVE.append(classifier_compute)
+
+    static = paddle.jit.to_static(classifier_compute)
+    np.testing.assert_allclose(float(static(x, y)), float(classifier_compute(x, y)),
+                               rtol=1e-5)
 
 
 @pytest.mark.parametrize("cls", [ArcFaceLoss, CosFaceLoss, SubCenterArcFaceLoss, ProxyAnchorLoss])

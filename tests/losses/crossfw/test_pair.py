@@ -19,6 +19,8 @@ CASES = [
     (LiftedStructureLoss, {}, R.lifted),
 ]
 
+KEEP_ALIVE = []
+
 
 def _data(kind, seed=0, d=5):
     labels = np.array(LABELS[kind])
@@ -128,13 +130,36 @@ def test_pair_loss_runs_under_to_static():
     x, y = _data("singleton", 6)
     xt, yt = tensor(x.astype("float32")), paddle.to_tensor(y)
 
-    def compute(f, t):
+    def pair_compute(f, t):
         return _run(loss, f, t)
 
-    np.testing.assert_allclose(float(paddle.jit.to_static(compute)(xt, yt)), float(compute(xt, yt)), rtol=1e-6)
+    # SOT caches translations by code object; keeping the function alive stops a later test's
+    # function from reusing its id and hitting the stale cache entry
+    KEEP_ALIVE.append(pair_compute)
+
+    static = paddle.jit.to_static(pair_compute)
+    np.testing.assert_allclose(float(static(xt, yt)), float(pair_compute(xt, yt)),
+                               rtol=1e-6)
 
 
 @pytest.mark.parametrize("cls", [PMLContrastiveLoss, MultiSimilarityLoss, CircleLoss, LiftedStructureLoss])
 def test_describable(cls):
     assert cls.output_keys == (cls.__name__,) and cls.input_keys and "Reads" in cls.__doc__
     assert pl.get_loss(cls.__name__) is cls
+
+
+def test_triplet_selection_becomes_a_set_of_pairs_each_counted_once():
+    """Divergence X1 (docs/compatibility.md): PML's list-based pair losses count a pair once per triplet
+    that contains it; here a triplet selection becomes pair masks, each pair counted once."""
+    x, y = _data("unbalanced", 7)
+    got = float(_run(PMLContrastiveLoss(pos_margin=0.1, neg_margin=0.9, miner={"name": "BatchAllMiner"}),
+                     tensor(x), paddle.to_tensor(y)))
+    # the pairs of all triplets are all positive and all negative pairs: the set equals "no miner"
+    np.testing.assert_allclose(got, R.contrastive(x, y, 0.1, 0.9), rtol=1e-10)
+    # counting duplicates (PML) weights anchors of small classes differently: a different number
+    d = R.l2(x)
+    trip = [(a, p, n) for a in range(len(y)) for p in range(len(y)) for n in range(len(y))
+            if a != p and y[a] == y[p] and y[n] != y[a]]
+    pml = R.avg_nonzero([max(d[a, p] - 0.1, 0) for a, p, _ in trip]) + \
+        R.avg_nonzero([max(0.9 - d[a, n], 0) for a, _, n in trip])
+    assert abs(pml - got) > 1e-3

@@ -14,6 +14,8 @@ LABELS = {"pk": [0, 0, 0, 1, 1, 1, 2, 2, 2], "unbalanced": [1, 0, 2, 0, 0, 1, 0,
 CASES = [(NTXentLoss, {"temperature": 0.5}, lambda x, y: R.ntxent(x, y, 0.5)),
          (PMLSupConLoss, {}, R.supcon), (NPairsLoss, {}, R.npairs)]
 
+KEEP_ALIVE = []
+
 
 def _data(kind, seed=0, d=5):
     labels = np.array(LABELS[kind])
@@ -76,10 +78,16 @@ def test_softmax_loss_runs_under_to_static():
     x, y = _data("unbalanced", 4)
     xt, yt = tensor(x.astype("float32")), paddle.to_tensor(y)
 
-    def compute(f, t):
+    def softmax_compute(f, t):
         return _run(loss, f, t)
 
-    np.testing.assert_allclose(float(paddle.jit.to_static(compute)(xt, yt)), float(compute(xt, yt)), rtol=1e-6)
+    # SOT caches translations by code object; keeping the function alive stops a later test's
+    # function from reusing its id and hitting the stale cache entry
+    KEEP_ALIVE.append(softmax_compute)
+
+    static = paddle.jit.to_static(softmax_compute)
+    np.testing.assert_allclose(float(static(xt, yt)), float(softmax_compute(xt, yt)),
+                               rtol=1e-6)
 
 
 @pytest.mark.parametrize("cls", [NTXentLoss, PMLSupConLoss, NPairsLoss])
