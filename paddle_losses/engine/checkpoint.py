@@ -43,8 +43,8 @@ def _write_all(files):
     try:
         for path, obj in files:
             tmp = f"{path}.{os.getpid()}.tmp"
-            paddle.save(obj, tmp)
             temps.append((tmp, path))
+            paddle.save(obj, tmp)
     except BaseException:
         for tmp, _ in temps:
             if os.path.exists(tmp):

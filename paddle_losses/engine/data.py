@@ -35,7 +35,7 @@ class ImageNetDataset(paddle.io.Dataset):
         self.ops = build_transforms(transform_ops)
         if not os.path.isfile(cls_label_path):
             raise ConfigError(f"ImageNetDataset: list file {cls_label_path} does not exist")
-        paths, labels, extra = [], [], []
+        paths, labels, extra, linenos = [], [], [], []
         with open(cls_label_path, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
@@ -53,6 +53,7 @@ class ImageNetDataset(paddle.io.Dataset):
                 if not os.path.isfile(path):
                     raise ConfigError(f"{cls_label_path}:{lineno}: image file {path} does not exist")
                 paths.append(path)
+                linenos.append(lineno)
                 labels.append(label)
                 extra.append(uid)
         if not paths:
@@ -65,8 +66,8 @@ class ImageNetDataset(paddle.io.Dataset):
             bad = np.flatnonzero((labels < 0) | (labels >= class_num))
             if bad.size:
                 i = int(bad[0])
-                raise ConfigError(f"{cls_label_path}: label {int(labels[i])} of {paths[i]} is outside "
-                                  f"[0, {class_num}) (class_num); set relabel: True or fix class_num")
+                raise ConfigError(f"{cls_label_path}:{linenos[i]}: label {int(labels[i])} of {paths[i]} is outside "
+                                  f"[0, {class_num}) (the head's class_num); set relabel: True or fix class_num")
         has_extra = [u is not None for u in extra]
         if any(has_extra) and not all(has_extra):
             raise ConfigError(f"{cls_label_path}: some lines have a third column (camera/unique id) and some "
