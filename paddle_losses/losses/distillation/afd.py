@@ -12,6 +12,11 @@ from ...registry import register_loss
 from .selection import model_output, reported_as
 
 
+# PaddleClas's defaults (never mutated: the constructor copies them)
+_S_SHAPES = [[64, 16, 160], [128, 8, 160], [256, 4, 160], [512, 2, 160]]
+_T_SHAPES = [[640, 48], [320, 96], [160, 192]]
+
+
 def unique_shape_index(shapes):
     """``(unique, index)``: distinct shapes in order of first appearance and, per shape, its unique index.
 
@@ -66,7 +71,7 @@ class AFDLoss(nn.Layer):
     DistillationPairLoss with ``s_key = t_key = None``, it receives the student and the teacher output
     directly and reads the same keys from them. Returns ``{name: loss}``.
 
-    Divergence (docs/compatibility.md, D7): teacher stage ``i`` is compared with the student values of
+    Divergence (docs/compatibility.md, DS4): teacher stage ``i`` is compared with the student values of
     *its own* shape (PaddleClas's running-count index breaks on non-contiguous repeated shapes, raising a
     broadcast error or silently comparing the wrong stage).
     """
@@ -77,8 +82,8 @@ class AFDLoss(nn.Layer):
     def __init__(self, model_name_pair: List[str] = ["Student", "Teacher"],  # noqa: B006 - PaddleClas default
                  student_keys: List[str] = ["bilinear_key", "value"],  # noqa: B006
                  teacher_keys: List[str] = ["query", "value"],  # noqa: B006
-                 s_shapes: List[List[int]] = [[64, 16, 160], [128, 8, 160], [256, 4, 160], [512, 2, 160]],  # noqa: B006,E501
-                 t_shapes: List[List[int]] = [[640, 48], [320, 96], [160, 192]],  # noqa: B006
+                 s_shapes: List[List[int]] = _S_SHAPES,
+                 t_shapes: List[List[int]] = _T_SHAPES,
                  qk_dim: int = 128, name: str = "loss_afd"):
         super().__init__()
         if not isinstance(model_name_pair, list) or len(model_name_pair) != 2:

@@ -2,7 +2,7 @@
 import paddle
 
 from ...errors import InputError
-from ...inputs import check_features, check_labels
+from ...inputs import check_features, check_labels, is_tensor
 
 
 def check_pair(student, teacher, owner, same_shape=True, ndim=None, names=("student", "teacher")):
@@ -39,7 +39,7 @@ def optional_labels(target, n, num_classes, owner):
 
 def check_rank(x, ndim, owner, what, hint=""):
     """InputError unless ``x`` has rank ``ndim`` (``hint`` says how to fix it)."""
-    if not isinstance(x, paddle.Tensor) or x.ndim != ndim:
-        got = list(x.shape) if isinstance(x, paddle.Tensor) else type(x).__name__
+    if not is_tensor(x) or x.ndim != ndim:
+        got = list(x.shape) if is_tensor(x) else type(x).__name__
         raise InputError(f"{owner}: {what} must have rank {ndim}, got {got}{hint}")
     return x

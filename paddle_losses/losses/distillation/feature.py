@@ -10,6 +10,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ...errors import InputError
+from ...inputs import is_tensor
 from ...functional.distill import pool_flatten, rkd_angles, rkd_distances
 from ...functional.normalize import l2_normalize
 from ...registry import register_loss
@@ -121,7 +122,7 @@ class RkdDistance(nn.Layer):
 
     Reads ``student`` and ``teacher``. Returns a scalar tensor.
 
-    Divergence (docs/compatibility.md, D5): 2-D input with the default ``target_size=1`` raises our
+    Divergence (docs/compatibility.md, DS5): 2-D input with the default ``target_size=1`` raises our
     InputError saying to set ``target_size: null`` (PaddleClas: an unpacking ValueError inside pooling).
     """
 
@@ -178,6 +179,9 @@ class MGDLoss(nn.Layer):
     Reads ``pred_s`` ``[N, Cs, H, W]``, ``pred_t`` ``[N, Ct, H, W]`` and optionally ``mask``: a keep-mask
     ``[N, Ct, 1, 1]`` used instead of a random draw (to replay a recorded run). The mask used by the last
     call is kept in ``last_mask``. Returns a scalar tensor; gradients reach both inputs and every parameter.
+
+    Extension (docs/compatibility.md, DS7): ``seed``, ``mask`` and ``last_mask`` are ours; the defaults draw
+    exactly as PaddleClas.
     """
 
     input_keys = ("pred_s [N, Cs, H, W]", "pred_t [N, Ct, H, W]", "mask ([N, Ct, 1, 1], optional)")
@@ -231,8 +235,8 @@ class MGDLoss(nn.Layer):
             raise InputError(f"{owner}: student and teacher feature maps must have the same spatial size, "
                              f"got {list(pred_s.shape[2:])} and {list(pred_t.shape[2:])}")
         expected = [pred_s.shape[0], self.teacher_channels, 1, 1]
-        if mask is not None and (not isinstance(mask, paddle.Tensor) or list(mask.shape) != expected):
-            got = list(mask.shape) if isinstance(mask, paddle.Tensor) else type(mask).__name__
+        if mask is not None and (not is_tensor(mask) or list(mask.shape) != expected):
+            got = list(mask.shape) if is_tensor(mask) else type(mask).__name__
             raise InputError(f"{owner}: mask must be a keep-mask of shape {expected}, got {got}")
 
     def forward(self, pred_s, pred_t, mask=None):
@@ -278,7 +282,7 @@ class PEFDLoss(nn.Layer):
     Reads ``student_feature`` and ``teacher_feature``. Returns a scalar tensor; gradients reach both inputs
     and all projectors.
 
-    Divergence (docs/compatibility.md, D6): the cosine normalises with ``max(‖v‖, 1e-12)`` instead of
+    Divergence (docs/compatibility.md, DS6): the cosine normalises with ``max(‖v‖, 1e-12)`` instead of
     ``‖v‖``, so a projected row that the ReLU zeroes gives cosine 0 (row loss 1) instead of NaN; every other
     value is unchanged.
     """

@@ -14,7 +14,7 @@ from ...errors import InputError
 from ...functional.distill import (kl_to_teacher, pearson_rows, soft_cross_entropy,
                                    target_onehot)
 from ...functional.multilabel import ratio2weight
-from ...inputs import check_finite
+from ...inputs import check_finite, is_tensor
 from ...registry import register_loss
 from .checks import check_pair, optional_labels
 
@@ -50,7 +50,7 @@ class DMLLoss(nn.Layer):
     Reads two tensors ``x`` (student) and ``target`` (teacher) of equal shape; gradients reach both.
     Returns ``{"DMLLoss": loss}``.
 
-    Divergence (docs/compatibility.md, D1): PaddleClas multiplies a float tensor by the bool mask
+    Divergence (docs/compatibility.md, DS1): PaddleClas multiplies a float tensor by the bool mask
     ``[g > -1]``, which raises TypeError on Paddle >= 2.6; we multiply by the float mask (the intended
     weighting).
     """
@@ -80,9 +80,9 @@ class DMLLoss(nn.Layer):
     @staticmethod
     def _label_weight(gt_label, x, owner):
         expected = [x.shape[0], 2, x.shape[-1]]
-        if (not isinstance(gt_label, paddle.Tensor) or not paddle.is_floating_point(gt_label)
+        if (not is_tensor(gt_label) or not paddle.is_floating_point(gt_label)
                 or list(gt_label.shape) != expected or x.ndim != 2):
-            got = (f"{gt_label.dtype} {list(gt_label.shape)}" if isinstance(gt_label, paddle.Tensor)
+            got = (f"{gt_label.dtype} {list(gt_label.shape)}" if is_tensor(gt_label)
                    else type(gt_label).__name__)
             raise InputError(f"{owner}: gt_label must be a float tensor of shape [N, 2, C] = {expected} "
                              f"(labels in row 0, positive ratios in row 1), got {got}")

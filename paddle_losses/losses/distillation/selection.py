@@ -14,10 +14,10 @@ the input; models present: ['Student']``.
 import contextlib
 import warnings
 
-import paddle
 import paddle.nn as nn
 
 from ...errors import ConfigWarning, InputError
+from ...inputs import is_tensor
 
 
 def check_model_pairs(owner, pairs, what="model_name_pairs"):
@@ -81,7 +81,7 @@ def named_results(result, template, dict_template=None, **fields):
     if isinstance(result, dict):
         pattern = dict_template or template
         return {pattern.format(inner=k, **fields): v for k, v in result.items()}
-    if not isinstance(result, paddle.Tensor):
+    if not is_tensor(result):
         raise TypeError(f"a base loss must return a Tensor or a dict of Tensors, got {type(result).__name__}")
     return {template.format(**fields): result}
 

@@ -86,7 +86,7 @@ class DistillationDMLLoss(PairDistillation):
 
     Math: ``DMLLoss(out_a, out_b)`` (symmetric KL, gradients to both); with ``weight_ratio`` the labels
     ``[N, 2, C]`` weight it per attribute (see DMLLoss; this crashes in PaddleClas on Paddle >= 2.6 and
-    works here, compatibility D1).
+    works here, compatibility DS1).
 
     Args:
         model_name_pairs: ``[[a, b], ...]``.
@@ -411,9 +411,9 @@ class DistillationPairLoss(nn.Layer):
     Returns ``{"<name>_<idx>_<a>_<b>": loss}`` for a Tensor result and
     ``{"<name>_<idx>_<a>_<b>_<inner key>": ...}`` for a dict result.
 
-    Divergences (docs/compatibility.md): ``s_key = t_key = None`` uses the whole model outputs (D2;
+    Divergences (docs/compatibility.md): ``s_key = t_key = None`` uses the whole model outputs (DS2;
     PaddleClas crashes iterating None); ``base_loss_name`` is resolved through the registry, so losses
-    PaddleClas's eval namespace misses (AFDLoss) work (D3).
+    PaddleClas's eval namespace misses (AFDLoss) work (DS3).
     """
 
     input_keys = ("input[a][s_key]", "input[b][t_key]")

@@ -158,7 +158,8 @@ def test_builds_from_a_config_with_paddleclas_defaults():
     assert loss.loss_func[0].attention.p_s.shape == [4, 128]
 
 
-def test_runs_under_to_static():
+@pytest.mark.parametrize("full_graph", [False, True])
+def test_runs_under_to_static(full_graph):
     golden = load("AFDLoss")
     loss = AFDLoss(**golden.params)
     loss.attention.p_t.set_value(paddle.to_tensor(golden["param.attention.p_t"]))
@@ -172,7 +173,7 @@ def test_runs_under_to_static():
         return loss({"Student": {"bilinear_key": key, "value": [sv0, sv1]},
                      "Teacher": {"query": q, "value": [tv0, tv1, tv2, tv3]}})["loss_afd"]
 
-    out = paddle.jit.to_static(run)(key, *rest.values())
+    out = paddle.jit.to_static(run, full_graph=full_graph)(key, *rest.values())
     out.backward()
     np.testing.assert_allclose(float(out), golden["out.loss_afd"], rtol=1e-5)
     np.testing.assert_allclose(key.grad.numpy(), golden["grad.predicts.Student.bilinear_key"], rtol=1e-5,

@@ -228,11 +228,12 @@ def test_skd_temperature_is_required_in_configs():
         pl.build_loss([{"SKDLoss": {"weight": 1.0}}])
 
 
-def test_dkd_runs_under_to_static_with_the_same_value_and_gradient():
+@pytest.mark.parametrize("full_graph", [False, True])
+def test_dkd_runs_under_to_static_with_the_same_value_and_gradient(full_graph):
     golden = load("DKDLoss_gt")
     s = paddle.to_tensor(golden["arg.logits_student"], stop_gradient=False)
     t = paddle.to_tensor(golden["arg.logits_teacher"])
-    loss = paddle.jit.to_static(DKDLoss(**golden.params))
+    loss = paddle.jit.to_static(DKDLoss(**golden.params), full_graph=full_graph)
     out = loss(s, t, paddle.to_tensor(golden["arg.target"]))
     out.backward()
     np.testing.assert_allclose(float(out), golden["out"], rtol=1e-5)

@@ -348,7 +348,8 @@ def test_config_parameter_types_are_validated_before_construction():
         pl.build_loss([{"DistillationKLDivLoss": {"weight": 1.0, "temperatur": 2}}])
 
 
-def test_wrapper_runs_under_to_static():
+@pytest.mark.parametrize("full_graph", [False, True])
+def test_wrapper_runs_under_to_static(full_graph):
     golden = load("DistillationDKDLoss")
     loss = build(golden)
     student = paddle.to_tensor(golden["arg.predicts.Student.logits"], stop_gradient=False)
@@ -357,7 +358,8 @@ def test_wrapper_runs_under_to_static():
     def run(s, t, y):
         return loss({"Student": {"logits": s}, "Teacher": {"logits": t}}, y)["loss_dkd_Student_Teacher"]
 
-    out = paddle.jit.to_static(run)(student, teacher, paddle.to_tensor(golden["arg.batch"]))
+    static = paddle.jit.to_static(run, full_graph=full_graph)
+    out = static(student, teacher, paddle.to_tensor(golden["arg.batch"]))
     out.backward()
     np.testing.assert_allclose(float(out), golden["out.loss_dkd_Student_Teacher"], rtol=1e-5)
     np.testing.assert_allclose(student.grad.numpy(), golden["grad.predicts.Student.logits"], rtol=1e-5, atol=1e-5)
