@@ -11,10 +11,10 @@ from . import cases as C
 from .report import render
 
 FULL = dict(batch_sizes=[64, 256, 1024, 4096], dims=[128, 512], xbm_sizes=[1024, 4096, 16384],
-            xbm_sweep_batch=256, miner_max_batch=4096, budget=1.0, min_reps=3, max_reps=30,
-            single_call_over=2.0, ref_budget=8.0, ref_mem_limit=3 * 2 ** 30)
+            xbm_sweep_batch=256, miner_max_batch=4096, extra_max_batch=1024, budget=1.0, min_reps=3, max_reps=30,
+            single_call_over=2.0, ref_budget=15.0, ref_mem_limit=3 * 2 ** 30)
 QUICK = dict(FULL, batch_sizes=[16, 32], dims=[16], xbm_sizes=[64, 128], xbm_sweep_batch=32,
-             miner_max_batch=32, budget=0.05, min_reps=1, max_reps=3, ref_budget=2.0)
+             miner_max_batch=32, extra_max_batch=32, budget=0.05, min_reps=1, max_reps=3, ref_budget=2.0)
 
 
 def _ints(text):
@@ -41,6 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--output", help="also write the markdown report to this file")
     p.add_argument("--json", help="also write the raw rows (JSON lines) to this file")
     p.add_argument("--traceback", action="store_true", help="print tracebacks of failing losses")
+    p.add_argument("--profile", metavar="LOSS", action="append",
+                   help="instead of the grid: top Paddle operators of LOSS at the first --batch-sizes/--dims "
+                        "(in this process, threads from OMP_NUM_THREADS)")
     return p.parse_args(argv)
 
 
@@ -76,9 +79,19 @@ def run_worker(cfg, threads):
         return rows
 
 
+def profile(args, cfg):
+    from .profile import profile_case
+    s = C.Shape(cfg["batch_sizes"][0], cfg["dims"][0], max(cfg["xbm_sizes"]))
+    for label in args.profile:
+        print(profile_case(label, s) + "\n")
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = config_from(args)
+    if args.profile:
+        return profile(args, cfg)
     start = time.perf_counter()
     rows_by_threads = {t: run_worker(cfg, t) for t in args.threads}
     took = time.perf_counter() - start

@@ -64,20 +64,45 @@ class Timing:
         return len(self.times)
 
 
-def time_calls(fn, budget=1.0, min_reps=3, max_reps=30, single_call_over=None):
+def _reps(warm, budget, min_reps, max_reps, slow_call, slow_min_reps):
+    floor = slow_min_reps if warm > slow_call else min_reps
+    return max(floor, min(max_reps, int(budget / max(warm, 1e-6))))
+
+
+def time_calls(fn, budget=1.0, min_reps=3, max_reps=30, single_call_over=None, slow_call=1.0, slow_min_reps=2):
     """Warm up once (measuring peak memory), then time ``reps`` calls and keep every time.
 
-    ``reps`` fills ``budget`` seconds, clamped to ``[min_reps, max_reps]``. If ``single_call_over`` is set
-    and the warm-up call alone takes longer, that call is the only measurement (for reference
-    implementations that take seconds per call, where one-off warm-up costs are negligible).
+    ``reps`` fills ``budget`` seconds, clamped to ``[min_reps, max_reps]`` (``slow_min_reps`` when the
+    warm-up took over ``slow_call`` seconds). If ``single_call_over`` is set and the warm-up call alone
+    takes longer, that call is the only measurement (for reference implementations that take seconds per
+    call, where one-off warm-up costs are negligible).
     """
     start = time.perf_counter()
     _, peak = peak_bytes(fn)
     warm = time.perf_counter() - start
     if single_call_over is not None and warm > single_call_over:
         return Timing([warm], peak, warm)
-    reps = max(min_reps, min(max_reps, int(budget / max(warm, 1e-6))))
+    reps = _reps(warm, budget, min_reps, max_reps, slow_call, slow_min_reps)
     return Timing([_timed(fn) for _ in range(reps)], peak, warm)
+
+
+def time_paired(fn, floor_fn, budget=1.0, min_reps=3, max_reps=30, slow_call=1.0, slow_min_reps=2):
+    """Time ``fn`` and its floor alternately, so that both see the same machine load; two Timings.
+
+    Each is warmed up once (peak memory measured then); the repeats interleave ``fn, floor_fn, fn, ...``.
+    """
+    timings = []
+    for f in (floor_fn, fn):
+        start = time.perf_counter()
+        _, peak = peak_bytes(f)
+        timings.append((time.perf_counter() - start, peak))
+    (floor_warm, floor_peak), (warm, peak) = timings
+    reps = _reps(warm + floor_warm, budget, min_reps, max_reps, slow_call, slow_min_reps)
+    ours, floor = [], []
+    for _ in range(reps):
+        ours.append(_timed(fn))
+        floor.append(_timed(floor_fn))
+    return Timing(ours, peak, warm), Timing(floor, floor_peak, floor_warm)
 
 
 def calibrate_quadratic_reductions():

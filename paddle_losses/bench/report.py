@@ -173,7 +173,10 @@ def render(rows_by_threads, cases, header=""):
     for t in sorted(rows_by_threads):
         rows = rows_by_threads[t]
         meta = next((r for r in rows if r.get("case") == "__meta__"), {})
-        took = f" — worker took {meta['seconds'] / 60:.1f} min" if "seconds" in meta else ""
+        took = ""
+        if "seconds" in meta:
+            took = (f" — worker took {meta['seconds']:.0f} s; load average (1 min) "
+                    f"{meta['load_start'][0]:.1f} at start, {meta['load_end'][0]:.1f} at end")
         parts.append(f"## {t} thread{'s' if t > 1 else ''} (OMP_NUM_THREADS={t}){took}\n\n" + loss_table(rows))
         mt = miner_table(rows)
         if mt:

@@ -15,7 +15,7 @@ import traceback
 import paddle
 
 from . import cases as C
-from .measure import calibrate_quadratic_reductions, time_calls
+from .measure import calibrate_quadratic_reductions, time_calls, time_paired
 
 MINERS = [
     ("BatchHardMiner", {"name": "BatchHardMiner"}),
@@ -149,7 +149,6 @@ class Worker:
     def __init__(self, cfg, out):
         self.cfg, self.out = cfg, out
         self.threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
-        self.floors = {}
         self.prev_ref = {}
 
     def emit(self, row):
@@ -174,12 +173,10 @@ class Worker:
             return time_calls(fn, cfg["budget"], 1, cfg["max_reps"], single_call_over=cfg["single_call_over"])
         return time_calls(fn, cfg["budget"], cfg["min_reps"], cfg["max_reps"])
 
-    def floor(self, kind, s):
-        key = (kind, s)
-        if key not in self.floors:
-            t = self.timing(floor_step(kind, s))
-            self.floors[key] = (t.median, t.peak)
-        return self.floors[key]
+    def paired(self, fn, floor_kind, s):
+        """Our time and the floor's, measured alternately (the machine may be shared)."""
+        cfg = self.cfg
+        return time_paired(fn, floor_step(floor_kind, s), cfg["budget"], cfg["min_reps"], cfg["max_reps"])
 
     def shapes(self, case):
         cfg = self.cfg
@@ -191,7 +188,8 @@ class Worker:
             return grid
         if case.floor == "head":
             return [C.Shape(b, d, C.head_classes(C.Shape(b, d))) for d in cfg["dims"] for b in cfg["batch_sizes"]]
-        return [C.Shape(b, d) for d in cfg["dims"] for b in cfg["batch_sizes"]]
+        limit = cfg["extra_max_batch"] if case.extra else max(cfg["batch_sizes"])
+        return [C.Shape(b, d) for d in cfg["dims"] for b in cfg["batch_sizes"] if b <= limit]
 
     def selected(self, label):
         pats = self.cfg.get("only") or ["*"]
@@ -224,9 +222,8 @@ class Worker:
         row = dict(case=case.label, name=case.name, B=s.B, D=s.D, M=s.M, floor_kind=case.floor,
                    unit_bytes=4 * case.main_matrix_elems(s), targets=list(case.targets))
         try:
-            row["floor_s"], row["floor_peak"] = self.floor(case.floor, s)
-            t = self.timing(ours_step(case, s))
-            row.update(ours_s=t.median, ours_reps=t.reps, ours_peak=t.peak)
+            t, f = self.paired(ours_step(case, s), case.floor, s)
+            row.update(ours_s=t.median, ours_reps=t.reps, ours_peak=t.peak, floor_s=f.median, floor_peak=f.peak)
         except Exception as exc:  # noqa: BLE001 - a broken loss is reported in the table, not fatal
             row["error"] = _short_error(exc)
             if self.cfg.get("traceback"):
@@ -272,9 +269,8 @@ class Worker:
                     row = dict(case=label, name=spec["name"], B=b, D=d, M=0, floor_kind="pair_forward",
                                unit_bytes=4 * b * b, miner=True)
                     try:
-                        row["floor_s"], row["floor_peak"] = self.floor("pair_forward", s)
-                        t = self.timing(miner_step(spec, s))
-                        row.update(ours_s=t.median, ours_reps=t.reps, ours_peak=t.peak)
+                        t, f = self.paired(miner_step(spec, s), "pair_forward", s)
+                        row.update(ours_s=t.median, ours_reps=t.reps, ours_peak=t.peak, floor_s=f.median)
                     except Exception as exc:  # noqa: BLE001
                         row["error"] = _short_error(exc)
                     self.emit(row)
