@@ -10,6 +10,9 @@ Every function takes three ``[N, D]`` tensors whose row ``i`` forms triplet ``i`
   so it is used directly.
 * :func:`triplet_margin_with_distance_loss` -- ``TripletMarginWithDistanceLoss``: the same hinge, swap
   and reductions over a user distance function; ``None`` means :func:`pairwise_distance` (p=2, eps=1e-6).
+  Paddle's ``F.triplet_margin_with_distance_loss`` has exactly these semantics too (checked on the 9 torch
+  golden cases), so it is used directly. (The *layer* ``paddle.nn.TripletMarginWithDistanceLoss`` of Paddle
+  3.3.1 drops ``distance_function`` in its forward and always uses L2: use this function instead.)
 * :func:`cosine_distance` -- ``1 - x·y / (max(‖x‖, eps) · max(‖y‖, eps))``: each norm clamped on its own
   (torch's ``cosine_similarity`` rule).
 * :func:`optax_triplet_margin_loss` -- ``optax.losses.triplet_margin_loss``:
@@ -62,12 +65,8 @@ def triplet_margin_with_distance_loss(anchor, positive, negative, distance_funct
                                       swap=False, reduction="mean"):
     """``torch.nn.TripletMarginWithDistanceLoss`` semantics; ``distance_function(x, y) -> [N]``."""
     _check_reduction(reduction)
-    dist = distance_function if distance_function is not None else pairwise_distance
-    d_ap = dist(anchor, positive)
-    d_an = dist(anchor, negative)
-    if swap:
-        d_an = paddle.minimum(d_an, dist(positive, negative))
-    return _apply_reduction(F.relu(margin + d_ap - d_an), reduction)
+    return F.triplet_margin_with_distance_loss(anchor, positive, negative, distance_function=distance_function,
+                                               margin=margin, swap=swap, reduction=reduction)
 
 
 def optax_distance(x, y, norm_degree=2, eps=1e-6, axis=-1):

@@ -57,6 +57,18 @@ def test_torch_triplet_margin_with_distance_loss_golden(case):
             lambda x, y, z: te.triplet_margin_with_distance_loss(x, y, z, dist, a["margin"], a["swap"], a["reduction"]))
 
 
+def test_paddle_nn_triplet_margin_with_distance_layer_drops_its_distance_function():
+    """Paddle 3.3.1's layer never passes ``distance_function`` on (its forward omits it), so it always uses
+    the L2 default; only the functional form is usable (and used by us). If this fails, Paddle fixed it."""
+    case = TORCH_DIST[0]
+    ins = [tensor(case[f"input__{k}"]) for k in ("anchor", "positive", "negative")]
+    layer = paddle.nn.TripletMarginWithDistanceLoss(distance_function=te.cosine_distance, margin=0.2)
+    default = te.triplet_margin_with_distance_loss(*ins, None, 0.2, False, "mean")
+    cosine = te.triplet_margin_with_distance_loss(*ins, te.cosine_distance, 0.2, False, "mean")
+    assert float(layer(*ins)) == pytest.approx(float(default), rel=1e-6)
+    assert abs(float(cosine) - float(default)) > 1e-3
+
+
 @pytest.mark.parametrize("case", OPTAX, ids=lambda c: c.name)
 def test_optax_triplet_margin_loss_golden(case):
     a = case.meta["args"]
