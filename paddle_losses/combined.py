@@ -50,10 +50,10 @@ class CombinedLoss(nn.Layer):
             cls = get_loss(name)
             try:
                 losses.append(cls(**params))
-            except ConfigError:
-                raise
-            except (ValueError, TypeError, AssertionError, KeyError) as exc:
-                raise ConfigError(f"{entry_path}.{name}: {exc}") from exc
+            except (ValueError, TypeError, AssertionError, KeyError) as exc:  # ConfigError included
+                where = f"{entry_path}.{name}"
+                msg = str(exc)
+                raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from exc
             self.loss_weight.append(weight)
             self.loss_names.append(name)
         self.loss_func = nn.LayerList(losses)

@@ -47,7 +47,11 @@ def describe_type(tp):
     if origin is typing.Literal:
         return " | ".join(repr(a) for a in args)
     if origin is typing.Union:
-        return " | ".join(describe_type(a) for a in args)
+        parts = []
+        for a in args:
+            text = describe_type(a)
+            parts += [p for p in text.split(" | ") if p not in parts]
+        return " | ".join(parts)
     if origin in (list, typing.List, tuple, typing.Tuple) or (origin is not None and origin.__name__ in (
             "Sequence",)):
         name = "list" if origin in (list, typing.List) else ("tuple" if origin in (tuple,) else "list")
