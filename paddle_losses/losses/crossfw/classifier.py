@@ -10,6 +10,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ...errors import InputError
 from ...functional.masked_lse import masked_logsumexp
 from ...functional.normalize import l2_normalize
 from ...functional.reducers import divisor_reduce
@@ -24,11 +25,12 @@ def _check_sizes(owner, num_classes, embedding_size):
         raise ValueError(f"{owner}: embedding_size must be a positive int, got {embedding_size!r}")
 
 
-def _check_label_range(owner, labels, num_classes):
+def _check_batch(owner, x, labels, num_classes, embedding_size):
+    if x.shape[1] != embedding_size:
+        raise InputError(f"{owner}: features have {x.shape[1]} dimensions but embedding_size is {embedding_size}")
     if paddle.in_dynamic_mode() and labels.shape[0] > 0:
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= num_classes:
-            from ...errors import InputError
             raise InputError(f"{owner}: labels must be class ids in [0, {num_classes}), got range [{lo}, {hi}]")
 
 
@@ -57,7 +59,7 @@ class _MarginSoftmax(nn.Layer):
     def forward(self, input, target):
         name = type(self).__name__
         x, labels = embeddings_and_labels(name, input, target, self.feature_from)
-        _check_label_range(name, labels, self.num_classes)
+        _check_batch(name, x, labels, self.num_classes, self.embedding_size)
         cos = self._cosine(x)
         one_hot = F.one_hot(labels, self.num_classes).astype(cos.dtype)
         cos_target = (cos * one_hot).sum(axis=1, keepdim=True)
@@ -185,7 +187,7 @@ class ProxyAnchorLoss(nn.Layer):
     def forward(self, input, target):
         name = type(self).__name__
         x, labels = embeddings_and_labels(name, input, target, self.feature_from)
-        _check_label_range(name, labels, self.num_classes)
+        _check_batch(name, x, labels, self.num_classes, self.embedding_size)
         cos = paddle.matmul(l2_normalize(x, "clamp"), l2_normalize(self.proxies, "clamp"), transpose_y=True)
         pos = labels.reshape([-1, 1]) == paddle.arange(self.num_classes, dtype="int64").reshape([1, -1])
         neg = paddle.logical_not(pos)

@@ -115,6 +115,8 @@ def test_label_out_of_range_and_bad_sizes(cls):
     loss = cls(num_classes=3, embedding_size=4)
     with pytest.raises(InputError, match=r"\[0, 3\)"):
         _run(loss, paddle.randn([2, 4]), paddle.to_tensor([0, 3]))
+    with pytest.raises(InputError, match="embedding_size is 4"):
+        _run(loss, paddle.randn([2, 5]), paddle.to_tensor([0, 1]))
     with pytest.raises(ValueError, match="num_classes"):
         cls(num_classes=0, embedding_size=4)
     with pytest.raises(ValueError, match="embedding_size"):
