@@ -54,3 +54,17 @@ def all_gather_array(x):
     parts = []
     dist.all_gather(parts, x)
     return paddle.concat(parts, axis=0)
+
+
+def broadcast_buffers(layer, src=0):
+    """Copy rank ``src``'s buffers (BatchNorm running statistics) to every rank.
+
+    Data parallelism averages gradients but not buffers, so each rank's BatchNorm statistics follow its own
+    batches; before evaluating sharded data every rank must use the same model.
+    """
+    if dist.get_world_size() == 1:
+        return
+    # BatchNorm's running mean/variance are non-trainable parameters in Paddle, not buffers
+    for value in layer.state_dict().values():
+        if value.stop_gradient:
+            dist.broadcast(value, src=src)

@@ -110,6 +110,8 @@ class Engine:
         for line in banner_lines() + format_config(config):
             self.logger.info(line)
         self.device = _resolve_device(g["device"], self.logger)
+        self.logger.info(f"device: {self.device}, world size: {self.world}, rank: {self.rank}, "
+                         f"OMP_NUM_THREADS: {os.environ.get('OMP_NUM_THREADS', 'unset (Paddle uses 1 thread)')}")
         if g["re_ranking"]:
             raise ConfigError("Global.re_ranking: k-reciprocal re-ranking is not implemented in paddle_losses; "
                               "set it to False")
@@ -421,6 +423,7 @@ class Engine:
         """Evaluate; returns an ordered ``{metric key: value}`` (first key = the best-model criterion)."""
         if self.eval_sets is None:
             raise ConfigError("DataLoader.Eval is missing (or Global.eval_during_train is False)")
+        dist_utils.broadcast_buffers(self.model)
         self.model.eval()
         try:
             if self.eval_mode == "classification":

@@ -56,3 +56,32 @@ def make_image_folder(tmp_path):
     for k, v in lines.items():
         (tmp_path / f"{k}_list.txt").write_text("\n".join(v) + "\n")
     return tmp_path
+
+
+def distributed_worker(out_dir):
+    """Body of each process of the 2-rank test: train briefly with the embedding gather and record facts."""
+    import json
+
+    import paddle
+    import paddle.distributed as dist
+
+    engine = build_engine(QUICKSTART, fast(out_dir, epochs=1, iters=3,
+                                           extra=["Global.gather_embeddings=True", "Global.plot_curves=False"]))
+    rank = dist.get_rank()
+    sampler_batches = []
+    engine.train_sampler.set_epoch(1)
+    sampler_batches = [list(map(int, b)) for b in engine.train_sampler]
+    seen = []
+    real_forward = engine.loss_dp.forward
+
+    def recording_forward(input, label):
+        seen.append(int(input["features"].shape[0]))
+        return real_forward(input, label)
+
+    engine.loss_dp.forward = recording_forward
+    result = engine.train()
+    # after eval every rank holds rank 0's BatchNorm statistics too, so the whole state must agree
+    weights = {k: float(paddle.abs(v.astype("float64")).sum()) for k, v in engine.model.state_dict().items()}
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
+        json.dump({"world": dist.get_world_size(), "loss_batch_sizes": seen, "batches": sampler_batches,
+                   "weights": weights, "metrics": result["last_metrics"]}, fh)
