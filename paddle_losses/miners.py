@@ -20,6 +20,7 @@ from typing import Literal, Optional, Union
 
 import paddle
 
+from ._suggest import did_you_mean
 from .errors import ConfigError
 from .functional import miners as M
 from .functional.distances import build_distance
@@ -146,7 +147,8 @@ def build_miner(spec, path="miner"):
     name = spec["name"]
     cls = _MINERS.get(name)
     if cls is None:
-        raise ConfigError(f"{path}.name: unknown miner {name!r}; expected one of {list_miners()}")
+        raise ConfigError(f"{path}.name: unknown miner {name!r}.{did_you_mean(str(name), _MINERS)} "
+                          f"Expected one of {list_miners()}")
     params = {k: v for k, v in spec.items() if k != "name"}
     check_params(cls, params, f"{path}")
     try:

@@ -26,7 +26,7 @@ def test_build_miner_from_mapping_name_and_none():
 
 
 @pytest.mark.parametrize("spec,match", [
-    ({"name": "BatchHardMinr"}, "unknown miner"),
+    ({"name": "BatchHardMinr"}, "unknown miner 'BatchHardMinr'.*BatchHardMiner"),
     ({"margin": 0.2}, "'name'"),
     ({"name": "TripletMarginMiner", "type_of_triplets": "medium"}, "type_of_triplets"),
     ({"name": "TripletMarginMiner", "margin": "big"}, "margin"),
