@@ -207,6 +207,11 @@ class Engine:
     def _train_loader(self):
         sec = self._loader_section("Train")
         dataset = build_dataset(sec.get("dataset"), "DataLoader.Train.dataset", class_num=self.class_num)
+        labels = np.asarray(getattr(dataset, "labels", []))
+        if self.class_num is not None and labels.size and (labels.min() < 0 or labels.max() >= self.class_num):
+            raise ConfigError(f"DataLoader.Train.dataset has labels in [{labels.min()}, {labels.max()}] but "
+                              f"Arch.Head.class_num is {self.class_num}; labels must lie in [0, class_num) "
+                              f"(relabel: True maps them to 0..K-1)")
         sampler = build_sampler(dataset, sec.get("sampler"), "DataLoader.Train.sampler", seed=self.seed or 0)
         return self._make_loader(dataset, sampler, sec.get("loader")), sampler
 

@@ -193,3 +193,55 @@ def test_profiler_options_are_stored_as_a_top_level_key(tmp_path):
             tmp_path, iters=1, extra=["Global.eval_during_train=False"])), [])], mode="train")
     assert res["best_metric"] == -1.0
     assert "profiler_options : batch_range=[1,2]" in (tmp_path / "train.log").read_text()
+
+
+def test_train_labels_outside_head_class_num_are_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"labels in \[0, 5\] but Arch.Head.class_num is 5"):
+        build_engine(QUICKSTART, fast(tmp_path, extra=["DataLoader.Train.dataset.train_classes=[0,1,2,3,4,5]"]))
+
+
+def test_retrieval_eval_needs_neither_loss_eval_nor_metric_eval(tmp_path):
+    from paddle_losses.config import load_config
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = load_config(str(QUICKSTART), overrides=fast(tmp_path))
+    del cfg["Loss"]["Eval"]
+    del cfg["Metric"]
+    metrics = trainer_mod.Engine(cfg).train()["last_metrics"]
+    assert list(metrics) == ["recall1", "recall5"] and metrics["recall1"] > 0.0
+
+
+def test_use_visualdl_without_visualdl_installed_warns_and_trains(tmp_path, capsys, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_visualdl(name, *args, **kwargs):
+        if name == "visualdl":
+            raise ImportError("No module named 'visualdl'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_visualdl)
+    engine = build_engine(QUICKSTART, fast(tmp_path, iters=1, extra=["Global.use_visualdl=True",
+                                                                     "Global.eval_during_train=False"]))
+    engine.train()
+    assert "visualdl is not installed" in capsys.readouterr().out
+
+
+def test_missing_always_read_global_keys_get_defaults(tmp_path):
+    from paddle_losses.config import load_config
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = load_config(str(QUICKSTART), overrides=fast(tmp_path, iters=1))
+    for key in ("use_visualdl", "save_interval", "print_batch_step", "eval_interval", "checkpoints",
+                "pretrained_model", "device", "eval_during_train"):
+        cfg["Global"].pop(key, None)
+    result = trainer_mod.Engine(cfg).train()
+    assert result["last_metrics"] is not None  # eval_during_train defaults to True
+
+
+def test_re_ranking_is_rejected_and_amp_ema_sections_are_ignored_with_a_warning(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="re_ranking"):
+        build_engine(QUICKSTART, fast(tmp_path, extra=["Global.re_ranking=True"]))
+    build_engine(QUICKSTART, fast(tmp_path, extra=["EMA={'decay': 0.9999}", "AMP={'level': 'O1'}"]))
+    out = capsys.readouterr().out
+    assert "the AMP section is ignored" in out and "the EMA section is ignored" in out
