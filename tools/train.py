@@ -24,8 +24,8 @@ def _set_threads(argv):
 def main(mode="train", argv=None):
     argv = sys.argv[1:] if argv is None else argv
     _set_threads(argv)
-    from paddle_losses.engine.cli import main as cli_main
-    return cli_main(argv, mode)
+    from paddle_losses.engine.cli import run
+    return run(argv, mode)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,6 @@
 
 Modules: ``data`` (datasets), ``transforms``, ``samplers``, ``model`` (RecModel), ``optim`` (optimizers, LR),
 ``metrics`` (retrieval metrics), ``checkpoint``, ``logging``, ``diagnostics``, ``distributed``, ``trainer``
-(the loop) and ``cli`` (``run(argv, mode)``). Nothing is imported here so that ``tools/train.py`` can read
+(the loop) and ``cli`` (``run(argv, mode)`` for the command line, ``execute(argv, mode)`` returning the results). Nothing is imported here so that ``tools/train.py`` can read
 the thread count before Paddle is imported.
 """

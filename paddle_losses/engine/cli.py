@@ -56,8 +56,11 @@ def set_thread_env(argv=None):
     return int(os.environ["OMP_NUM_THREADS"])
 
 
-def run(argv=None, mode="train"):
-    """Parse ``argv``, load the config, build the engine and train (or evaluate). Returns the result dict."""
+def execute(argv=None, mode="train"):
+    """Parse ``argv``, load the config, build the engine and train (or evaluate); returns the result.
+
+    Training returns ``{"best_metric", "best_epoch", "last_metrics", "history"}``; evaluation the metrics.
+    """
     args = build_parser(mode).parse_args(argv)
     import warnings
 
@@ -79,11 +82,17 @@ def run(argv=None, mode="train"):
     return engine.eval(0)
 
 
-def main(argv=None, mode="train"):
-    """Console entry: a ``ConfigError`` is printed as one line and exits with status 2."""
+def run(argv=None, mode="train"):
+    """Command-line entry (``paddle-losses train|eval``, ``tools/*.py``): returns exit status 0.
+
+    A config or input mistake ends the program with a one-line ``error: ...`` message (exit status 1).
+    """
     from ..errors import ConfigError, InputError
     try:
-        run(argv, mode)
+        execute(argv, mode)
     except (ConfigError, InputError) as exc:
         raise SystemExit(f"error: {exc}") from None
     return 0
+
+
+main = run

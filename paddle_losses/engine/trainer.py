@@ -340,7 +340,8 @@ class Engine:
                 if logits is not None:
                     for m in self.train_metrics:
                         values.update({k: float(v) for k, v in m(logits, labels).items()})
-            values.update({k: float(v) for k, v in loss_dict.items()})
+            # a loss configured with reduction "none" reports its mean (the total already sums it)
+            values.update({k: float(v) if v.size == 1 else float(v.mean()) for k, v in loss_dict.items()})
             bs = int(images.shape[0])
             meter.update(values, bs)
             batch_costs.append(time.time() - t_end)

@@ -186,10 +186,10 @@ def test_diagnostics_line_reports_triplet_activity_and_memory_fill(tmp_path, cap
 
 
 def test_profiler_options_are_stored_as_a_top_level_key(tmp_path):
-    from paddle_losses.engine.cli import run
+    from paddle_losses.engine.cli import execute
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = run(["-c", str(QUICKSTART), "-p", "batch_range=[1,2]", *sum((["-o", o] for o in fast(
+        res = execute(["-c", str(QUICKSTART), "-p", "batch_range=[1,2]", *sum((["-o", o] for o in fast(
             tmp_path, iters=1, extra=["Global.eval_during_train=False"])), [])], mode="train")
     assert res["best_metric"] == -1.0
     assert "profiler_options : batch_range=[1,2]" in (tmp_path / "train.log").read_text()
@@ -245,3 +245,24 @@ def test_re_ranking_is_rejected_and_amp_ema_sections_are_ignored_with_a_warning(
     build_engine(QUICKSTART, fast(tmp_path, extra=["EMA={'decay': 0.9999}", "AMP={'level': 'O1'}"]))
     out = capsys.readouterr().out
     assert "the AMP section is ignored" in out and "the EMA section is ignored" in out
+
+
+def test_classification_mode_with_a_plain_classifier(tmp_path):
+    cfg = {
+        "Global": {"output_dir": str(tmp_path), "epochs": 2, "seed": 0, "eval_mode": "classification",
+                   "print_batch_step": 5, "progress_bar": False},
+        "Arch": {"name": "DigitsMLP", "class_num": 10, "hidden": 64, "out_dim": 32},
+        "Loss": {"Train": [{"CELoss": {"weight": 1.0}}]},
+        "Optimizer": {"name": "Adam", "lr": {"name": "ConstLR", "learning_rate": 0.01}},
+        "DataLoader": {"Train": {"dataset": {"name": "DigitsDataset", "mode": "all"},
+                                 "sampler": {"batch_size": 64, "shuffle": True, "drop_last": True}},
+                       "Eval": {"dataset": {"name": "DigitsDataset", "mode": "all"}, "sampler": {"batch_size": 512}}},
+        "Metric": {"Train": [{"TopkAcc": {"topk": [1, 5]}}], "Eval": [{"TopkAcc": {"topk": [1, 5]}}]},
+    }
+    path = tmp_path / "cls.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    engine = build_engine(path, [])
+    assert not engine.is_rec
+    result = engine.train()
+    assert list(result["last_metrics"]) == ["top1", "top5"]
+    assert result["last_metrics"]["top1"] > 0.8  # ten digit classes, chance is 0.1
