@@ -187,8 +187,11 @@ class Engine:
 
     # ------------------------------------------------------------------------------------- building
     def _class_num(self, arch):
-        head = arch.get("Head") or {}
-        return head.get("class_num") if isinstance(head, dict) else None
+        """Number of classes the model's logits cover (Head.class_num, or Arch.class_num of a classifier)."""
+        head = arch.get("Head")
+        if isinstance(head, dict):
+            return head.get("class_num")
+        return arch.get("class_num") if arch.get("name") != "RecModel" else None
 
     def _loader_section(self, key):
         dl = self.config.get("DataLoader")
@@ -209,8 +212,8 @@ class Engine:
         dataset = build_dataset(sec.get("dataset"), "DataLoader.Train.dataset", class_num=self.class_num)
         labels = np.asarray(getattr(dataset, "labels", []))
         if self.class_num is not None and labels.size and (labels.min() < 0 or labels.max() >= self.class_num):
-            raise ConfigError(f"DataLoader.Train.dataset has labels in [{labels.min()}, {labels.max()}] but "
-                              f"Arch.Head.class_num is {self.class_num}; labels must lie in [0, class_num) "
+            raise ConfigError(f"DataLoader.Train.dataset has labels in [{labels.min()}, {labels.max()}] but the "
+                              f"model has class_num {self.class_num}; labels must lie in [0, class_num) "
                               f"(relabel: True maps them to 0..K-1)")
         sampler = build_sampler(dataset, sec.get("sampler"), "DataLoader.Train.sampler", seed=self.seed or 0)
         return self._make_loader(dataset, sampler, sec.get("loader")), sampler
@@ -442,6 +445,7 @@ class Engine:
         return metrics
 
     def _eval_retrieval(self):
+        self.logger.info("re_ranking=False")
         q_set, q_loader = self.eval_sets["Query"]
         qf, qy, qc = self._extract("query", q_set, q_loader)
         if "Gallery" in self.eval_sets:

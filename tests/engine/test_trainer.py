@@ -196,7 +196,7 @@ def test_profiler_options_are_stored_as_a_top_level_key(tmp_path):
 
 
 def test_train_labels_outside_head_class_num_are_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"labels in \[0, 5\] but Arch.Head.class_num is 5"):
+    with pytest.raises(ConfigError, match=r"labels in \[0, 5\] but the model has class_num 5"):
         build_engine(QUICKSTART, fast(tmp_path, extra=["DataLoader.Train.dataset.train_classes=[0,1,2,3,4,5]"]))
 
 
