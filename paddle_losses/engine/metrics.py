@@ -175,8 +175,12 @@ def keep_mask(q_labels, g_labels, q_cams=None, g_cams=None, same_set=False):
 
 
 def evaluate_retrieval(q_feat, g_feat, q_labels, g_labels, metrics, q_cams=None, g_cams=None, same_set=False,
-                       block_size=64):
-    """Compute every metric over all queries, ``block_size`` queries at a time; returns an ordered dict."""
+                       block_size=64, scores=None):
+    """Compute every metric over all queries, ``block_size`` queries at a time; returns an ordered dict.
+
+    The ranking score is ``q_feat · g_featᵀ`` unless ``scores`` (``[Q, G]``, larger is closer, e.g. negated
+    re-ranked distances) is given.
+    """
     q_feat = np.asarray(q_feat, dtype=np.float32)
     g_feat = np.asarray(g_feat, dtype=np.float32)
     q_labels, g_labels = np.asarray(q_labels).reshape(-1), np.asarray(g_labels).reshape(-1)
@@ -188,7 +192,8 @@ def evaluate_retrieval(q_feat, g_feat, q_labels, g_labels, metrics, q_cams=None,
                          False)
         if same_set:
             keep[np.arange(e - s), np.arange(s, e)] = False
-        rel, _ = ranked_relevance(q_feat[s:e] @ g_feat.T, q_labels[s:e], g_labels, keep)
+        block = q_feat[s:e] @ g_feat.T if scores is None else scores[s:e]
+        rel, _ = ranked_relevance(block, q_labels[s:e], g_labels, keep)
         valid_all.append(rel.any(axis=1))
         for m in metrics:
             for k, v in m.per_query(rel).items():

@@ -38,6 +38,7 @@ from .logging import (AverageMeter, Progress, VisualDLWriter, banner_lines, best
 from .metrics import TopkAcc, build_retrieval_metrics, build_train_metrics, evaluate_retrieval
 from .model import build_model, is_rec
 from .optim import build_optimizer
+from .rerank import re_ranking
 from .samplers import EvalShardSampler, build_sampler
 
 GLOBAL_DEFAULTS = {
@@ -112,9 +113,6 @@ class Engine:
         self.device = _resolve_device(g["device"], self.logger)
         self.logger.info(f"device: {self.device}, world size: {self.world}, rank: {self.rank}, "
                          f"OMP_NUM_THREADS: {os.environ.get('OMP_NUM_THREADS', 'unset (Paddle uses 1 thread)')}")
-        if g["re_ranking"]:
-            raise ConfigError("Global.re_ranking: k-reciprocal re-ranking is not implemented in paddle_losses; "
-                              "set it to False")
         for section in ("AMP", "EMA"):
             if config.get(section):
                 self.logger.warning(f"the {section} section is ignored by this trainer (CPU float32, no EMA)")
@@ -445,7 +443,7 @@ class Engine:
         return metrics
 
     def _eval_retrieval(self):
-        self.logger.info("re_ranking=False")
+        self.logger.info(f"re_ranking={bool(self.g['re_ranking'])}")
         q_set, q_loader = self.eval_sets["Query"]
         qf, qy, qc = self._extract("query", q_set, q_loader)
         if "Gallery" in self.eval_sets:
@@ -455,9 +453,14 @@ class Engine:
         else:
             gf, gy, gc, same = qf, qy, qc, True
         self.logger.info(f"Build gallery done, all feat shape: {list(gf.shape)}")
+        scores = None
+        if self.g["re_ranking"]:
+            # PaddleClas's call-site constants (k1=20, k2=6, lambda=0.3)
+            scores = -re_ranking(qf.numpy(), gf.numpy(), k1=20, k2=6, lambda_value=0.3,
+                                 normalized=bool(self.g["feature_normalize"]))
         return evaluate_retrieval(qf.numpy(), gf.numpy(), qy.numpy(), gy.numpy(), self.eval_metrics,
                                   None if qc is None else qc.numpy(), None if gc is None else gc.numpy(),
-                                  same_set=same, block_size=int(self.g["sim_block_size"]))
+                                  same_set=same, block_size=int(self.g["sim_block_size"]), scores=scores)
 
     def _eval_classification(self):
         dataset, loader = self.eval_sets["Eval"]

@@ -239,12 +239,11 @@ def test_missing_always_read_global_keys_get_defaults(tmp_path):
     assert result["last_metrics"] is not None  # eval_during_train defaults to True
 
 
-def test_re_ranking_is_rejected_and_amp_ema_sections_are_ignored_with_a_warning(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="re_ranking"):
-        build_engine(QUICKSTART, fast(tmp_path, extra=["Global.re_ranking=True"]))
+def test_amp_and_ema_sections_are_ignored_with_a_warning(tmp_path, capsys):
     build_engine(QUICKSTART, fast(tmp_path, extra=["EMA={'decay': 0.9999}", "AMP={'level': 'O1'}"]))
     out = capsys.readouterr().out
     assert "the AMP section is ignored" in out and "the EMA section is ignored" in out
+
 
 
 def test_classification_mode_with_a_plain_classifier(tmp_path):
