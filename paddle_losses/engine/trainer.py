@@ -35,7 +35,7 @@ from .data import build_dataset
 from .diagnostics import batch_diagnostics, feature_key_and_margin, memory_fill
 from .logging import (AverageMeter, Progress, VisualDLWriter, banner_lines, best_line, diag_line, epoch_line,
                       eval_line, plot_curves, progress_wanted, setup_logger, step_line)
-from .metrics import TopkAcc, build_retrieval_metrics, build_train_metrics, evaluate_retrieval
+from .metrics import build_retrieval_metrics, build_train_metrics, evaluate_retrieval
 from .model import build_model, is_rec
 from .optim import build_optimizer
 from .rerank import re_ranking
