@@ -7,10 +7,13 @@
 """
 import argparse
 import inspect
+import os
 import sys
 import textwrap
 
 from .errors import ConfigError
+
+_REEXEC_MARK = "PADDLE_LOSSES_THREADS_SET"
 
 
 def _describe(name):
@@ -51,7 +54,13 @@ def _list(pattern, heads):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("train", "eval"):
-        from .engine.cli import run
+        from .engine.cli import run, set_thread_env
+        if os.environ.get(_REEXEC_MARK) is None:
+            # Paddle fixes its math thread count when it is imported, which the console script has already
+            # done; restart once with OMP_NUM_THREADS set (Global.num_threads, else all cores).
+            set_thread_env(argv[1:])
+            os.environ[_REEXEC_MARK] = "1"
+            os.execv(sys.executable, [sys.executable, "-m", "paddle_losses.cli"] + argv)
         return run(argv[1:], mode=argv[0])
 
     parser = argparse.ArgumentParser(
