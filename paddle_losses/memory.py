@@ -23,6 +23,18 @@ import paddle
 import paddle.nn as nn
 
 from .errors import InputError
+from .functional.masks import positive_negative
+from .functional.pairwise import dot_similarity
+
+
+def count_call(counter, start_iter):
+    """Increment the persisted int64 call ``counter`` and say whether the memory term is on (``> start_iter``).
+
+    XBM losses count every call, eval included, as PaddleClas does.
+    """
+    with paddle.no_grad():
+        paddle.assign(counter + 1, output=counter)
+    return int(counter) > start_iter
 
 
 class CrossBatchMemory(nn.Layer):
@@ -86,6 +98,18 @@ class CrossBatchMemory(nn.Layer):
             paddle.assign(new_targets, output=self.targets)
             paddle.assign(new_filled, output=self.filled)
             paddle.assign(new_ptr, output=self.ptr)
+
+    def push_and_compare(self, feats, targets):
+        """Write the detached batch, then compare it with the whole memory (the batch included).
+
+        Returns ``(S, pos, neg)``: ``S = feats · memoryᵀ`` of shape ``[n, size]`` (gradient to ``feats`` only)
+        and the same-label / other-label masks restricted to written slots.
+        """
+        self.enqueue_dequeue(feats.detach(), targets)
+        slots = self.valid_slots().reshape([1, -1])
+        pos, neg = positive_negative(targets, self.targets)
+        sim = dot_similarity(feats, self.feats.astype(feats.dtype))
+        return sim, paddle.logical_and(pos, slots), paddle.logical_and(neg, slots)
 
     def valid_slots(self):
         """``[size]`` bool: True for slots that hold written data (the first ``filled`` slots)."""

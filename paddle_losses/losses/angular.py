@@ -15,7 +15,7 @@ from ..functional.normalize import l2_normalize
 from ..functional.pairwise import dot_similarity
 from ..functional.reduce import masked_mean, reduce
 from ..inputs import check_features, check_labels, pick
-from ..memory import CrossBatchMemory
+from ..memory import CrossBatchMemory, count_call
 from ..registry import register_loss
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -186,16 +186,8 @@ class TripletAngularMarginLoss_XBM(TripletAngularMarginLoss):
         pos, neg = positive_negative(y)
         loss = self._terms(dot_similarity(x), pos, neg)
         self.xbm.check_batch(x, y)  # before counting the call, so that a rejected batch changes no state
-        with paddle.no_grad():
-            paddle.assign(self.iter + 1, output=self.iter)
-        if int(self.iter) > self.start_iter:
-            self.xbm.enqueue_dequeue(x.detach(), y)
-            slots = self.xbm.valid_slots().reshape([1, -1])
-            mem_pos, mem_neg = positive_negative(y, self.xbm.targets)
-            mem_pos = paddle.logical_and(mem_pos, slots)
-            mem_neg = paddle.logical_and(mem_neg, slots)
-            sim = dot_similarity(x, self.xbm.feats.astype(x.dtype))
-            loss = loss + self.xbm_weight * self._terms(sim, mem_pos, mem_neg)
+        if count_call(self.iter, self.start_iter):
+            loss = loss + self.xbm_weight * self._terms(*self.xbm.push_and_compare(x, y))
         if loss.ndim == 1:
             loss = loss.reshape([-1, 1])
         return {"TripletAngularMarginLoss_XBM": loss}

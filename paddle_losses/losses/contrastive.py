@@ -10,7 +10,7 @@ from ..functional.masks import positive_negative
 from ..functional.normalize import l2_normalize
 from ..functional.pairwise import dot_similarity
 from ..inputs import check_features, check_labels, pick
-from ..memory import CrossBatchMemory
+from ..memory import CrossBatchMemory, count_call
 from ..registry import register_loss
 
 
@@ -126,14 +126,7 @@ class ContrastiveLoss_XBM(_ContrastiveBase):
         pos, neg = positive_negative(y)
         loss = contrastive_terms(dot_similarity(x), pos, neg, self.margin, self.epsilon)
         self.xbm.check_batch(x, y)  # before counting the call, so that a rejected batch changes no state
-        with paddle.no_grad():
-            paddle.assign(self.iter + 1, output=self.iter)
-        if int(self.iter) > self.start_iter:
-            self.xbm.enqueue_dequeue(x.detach(), y)
-            slots = self.xbm.valid_slots().reshape([1, -1])
-            mem_pos, mem_neg = positive_negative(y, self.xbm.targets)
-            mem_pos = paddle.logical_and(mem_pos, slots)
-            mem_neg = paddle.logical_and(mem_neg, slots)
-            sim = dot_similarity(x, self.xbm.feats.astype(x.dtype))
+        if count_call(self.iter, self.start_iter):
+            sim, mem_pos, mem_neg = self.xbm.push_and_compare(x, y)
             loss = loss + self.xbm_weight * contrastive_terms(sim, mem_pos, mem_neg, self.margin, self.epsilon)
         return {"ContrastiveLoss_XBM": loss}
