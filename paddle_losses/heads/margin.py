@@ -64,6 +64,16 @@ class _CosineHead(nn.Layer):
         x = _check_embeddings(self, input)
         return x, class_cosine(x, self.weight)
 
+    def forward(self, input, label=None):
+        x, cos = self._cosine(input)
+        if not self.training or label is None:
+            return cos
+        return self._margin_logits(cos, _target_onehot(self, label, x.shape[0], cos.dtype))
+
+    def _margin_logits(self, cos, onehot):
+        """Training logits from ``cos [N, C]`` and the label one-hot (each margin head's own math)."""
+        raise NotImplementedError
+
 
 @register_head
 class ArcMargin(_CosineHead):
@@ -93,11 +103,7 @@ class ArcMargin(_CosineHead):
         self.scale = scale
         self.easy_margin = easy_margin
 
-    def forward(self, input, label=None):
-        x, cos = self._cosine(input)
-        if not self.training or label is None:
-            return cos
-        onehot = _target_onehot(self, label, x.shape[0], cos.dtype)
+    def _margin_logits(self, cos, onehot):
         sin = paddle.sqrt(1.0 - paddle.square(cos) + 1e-6)
         phi = cos * math.cos(self.margin) - sin * math.sin(self.margin)
         if self.easy_margin:
@@ -130,11 +136,7 @@ class CosMargin(_CosineHead):
         self.margin = margin
         self.scale = scale
 
-    def forward(self, input, label=None):
-        x, cos = self._cosine(input)
-        if not self.training or label is None:
-            return cos
-        onehot = _target_onehot(self, label, x.shape[0], cos.dtype)
+    def _margin_logits(self, cos, onehot):
         return self.scale * (onehot * (cos - self.margin) + (1.0 - onehot) * cos)
 
 
@@ -158,11 +160,7 @@ class CircleMargin(_CosineHead):
         self.margin = margin
         self.scale = scale
 
-    def forward(self, input, label=None):
-        x, cos = self._cosine(input)
-        if not self.training or label is None:
-            return cos
-        onehot = _target_onehot(self, label, x.shape[0], cos.dtype)
+    def _margin_logits(self, cos, onehot):
         fixed = cos.detach()
         alpha_p = paddle.clip(1.0 + self.margin - fixed, min=0.0)
         alpha_n = paddle.clip(fixed + self.margin, min=0.0)
