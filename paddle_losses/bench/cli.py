@@ -11,10 +11,12 @@ from . import cases as C
 from .report import render
 
 FULL = dict(batch_sizes=[64, 256, 1024, 4096], dims=[128, 512], xbm_sizes=[1024, 4096, 16384],
-            xbm_sweep_batch=256, miner_max_batch=4096, extra_max_batch=1024, budget=1.0, min_reps=3, max_reps=30,
-            single_call_over=2.0, ref_budget=15.0, ref_mem_limit=3 * 2 ** 30)
+            xbm_sweep_batch=256, miner_max_batch=1024, extra_max_batch=1024, budget=1.0, min_reps=3, max_reps=30,
+            single_call_over=2.0, ref_budget=15.0, ref_mem_limit=3 * 2 ** 30, ref_max_batch=1024,
+            slow_warmup_counts=True, extras=False)
 QUICK = dict(FULL, batch_sizes=[16, 32], dims=[16], xbm_sizes=[64, 128], xbm_sweep_batch=32,
-             miner_max_batch=32, extra_max_batch=32, budget=0.05, min_reps=1, max_reps=3, ref_budget=2.0)
+             miner_max_batch=32, extra_max_batch=32, budget=0.05, min_reps=1, max_reps=3, ref_budget=2.0,
+             extras=True)
 
 
 def _ints(text):
@@ -36,10 +38,13 @@ def parse_args(argv=None):
     p.add_argument("--only", action="append", help="fnmatch pattern on the row name (repeatable)")
     p.add_argument("--no-references", action="store_true", help="skip the PaddleClas-algorithm timings")
     p.add_argument("--no-miners", action="store_true")
+    p.add_argument("--extras", action="store_true",
+                   help="also time the registered non-PaddleClas (cross-framework) metric losses, B <= 1024")
     p.add_argument("--ref-budget", type=float, help="skip a reference whose predicted call exceeds this (s)")
     p.add_argument("--budget", type=float, help="seconds of repeats per measurement (after warm-up)")
     p.add_argument("--output", help="also write the markdown report to this file")
     p.add_argument("--json", help="also write the raw rows (JSON lines) to this file")
+    p.add_argument("--from-json", metavar="FILE", help="render the report from rows saved with --json")
     p.add_argument("--traceback", action="store_true", help="print tracebacks of failing losses")
     p.add_argument("--profile", metavar="LOSS", action="append",
                    help="instead of the grid: top Paddle operators of LOSS at the first --batch-sizes/--dims "
@@ -54,7 +59,7 @@ def config_from(args):
         if value is not None:
             cfg[key] = value
     cfg.update(only=args.only, references=not args.no_references, miners=not args.no_miners,
-               traceback=args.traceback)
+               traceback=args.traceback, extras=args.extras or cfg["extras"])
     return cfg
 
 
@@ -87,14 +92,29 @@ def profile(args, cfg):
     return 0
 
 
+def load_rows(path):
+    rows_by_threads = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                rows_by_threads.setdefault(row["threads"], []).append(row)
+    return rows_by_threads
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = config_from(args)
     if args.profile:
         return profile(args, cfg)
     start = time.perf_counter()
-    rows_by_threads = {t: run_worker(cfg, t) for t in args.threads}
-    took = time.perf_counter() - start
+    if args.from_json:
+        rows_by_threads = load_rows(args.from_json)
+        took = sum(r.get("seconds", 0) for rows in rows_by_threads.values() for r in rows
+                   if r.get("case") == "__meta__")
+    else:
+        rows_by_threads = {t: run_worker(cfg, t) for t in args.threads}
+        took = time.perf_counter() - start
     header = (f"# paddle_losses benchmark\n\nCommand: `python tools/bench.py "
               f"{' '.join(argv if argv is not None else sys.argv[1:])}`. "
               f"B ∈ {cfg['batch_sizes']}, D ∈ {cfg['dims']}, XBM M ∈ {cfg['xbm_sizes']} "

@@ -86,10 +86,13 @@ def time_calls(fn, budget=1.0, min_reps=3, max_reps=30, single_call_over=None, s
     return Timing([_timed(fn) for _ in range(reps)], peak, warm)
 
 
-def time_paired(fn, floor_fn, budget=1.0, min_reps=3, max_reps=30, slow_call=1.0, slow_min_reps=2):
+def time_paired(fn, floor_fn, budget=1.0, min_reps=3, max_reps=30, slow_call=1.0, slow_min_reps=2,
+                slow_warmup_counts=False):
     """Time ``fn`` and its floor alternately, so that both see the same machine load; two Timings.
 
     Each is warmed up once (peak memory measured then); the repeats interleave ``fn, floor_fn, fn, ...``.
+    With ``slow_warmup_counts``, when a warm-up call takes over ``slow_call`` seconds it also counts as a
+    repeat (one-off first-call costs are negligible against seconds), which saves a call per slow shape.
     """
     timings = []
     for f in (floor_fn, fn):
@@ -99,6 +102,10 @@ def time_paired(fn, floor_fn, budget=1.0, min_reps=3, max_reps=30, slow_call=1.0
     (floor_warm, floor_peak), (warm, peak) = timings
     reps = _reps(warm + floor_warm, budget, min_reps, max_reps, slow_call, slow_min_reps)
     ours, floor = [], []
+    if slow_warmup_counts and warm > slow_call:
+        ours.append(warm)
+        floor.append(floor_warm)
+        reps -= 1
     for _ in range(reps):
         ours.append(_timed(fn))
         floor.append(_timed(floor_fn))

@@ -88,31 +88,40 @@ def _measured(rows, case):
     return [r for r in rows if r.get("case") == case and r.get("ours_s") is not None]
 
 
-def _verdict(value, ok, fmt=_ratio, estimated=False):
+def _verdict(value, ok, row=None, fmt=_ratio):
     if value is None:
         return "n/a"
     mark = "✓" if ok(value) else "✗"
-    return f"{'≈' if estimated else ''}{fmt(value)} {mark}"
+    where = ""
+    if row is not None:
+        where = f" (B={row['B']}, D={row['D']})"
+        if row.get("ref_status") == "skipped":
+            return f"≈{fmt(value)} {mark}{where}"
+    return f"{fmt(value)} {mark}{where}"
+
+
+def _worst(hits, value, worst=max):
+    """``(value, row)`` of the worst row by ``value(row)``, or ``(None, None)``."""
+    if not hits:
+        return None, None
+    row = worst(hits, key=value)
+    return value(row), row
 
 
 def floor_target(rows, case):
-    vals = [r["ours_s"] / r["floor_s"] for r in _measured(rows, case) if r["B"] >= 256 and r.get("floor_s")
-            and r["floor_kind"] == "pair"]
-    return max(vals) if vals else None
+    hits = [r for r in _measured(rows, case) if r["B"] >= 256 and r.get("floor_s") and r["floor_kind"] == "pair"]
+    return _worst(hits, lambda r: r["ours_s"] / r["floor_s"])
 
 
 def ref_target(rows, case):
     hits = [r for r in _measured(rows, case) if r["B"] == 1024 and r.get("ref_s")]
-    if not hits:
-        return None, False
-    worst = min(hits, key=lambda r: r["ref_s"] / r["ours_s"])
-    return worst["ref_s"] / worst["ours_s"], any(r.get("ref_status") == "skipped" for r in hits)
+    return _worst(hits, lambda r: r["ref_s"] / r["ours_s"], min)
 
 
 def xbm_target(rows, case, batch=256):
-    vals = [r["ours_s"] / r["floor_s"] for r in _measured(rows, case) if r["B"] == batch
-            and r["M"] == max(x["M"] for x in _measured(rows, case)) and r.get("floor_s")]
-    return max(vals) if vals else None
+    measured = _measured(rows, case)
+    hits = [r for r in measured if r["B"] == batch and r["M"] == max(x["M"] for x in measured) and r.get("floor_s")]
+    return _worst(hits, lambda r: r["ours_s"] / r["floor_s"])
 
 
 def memory_target(rows, case):
@@ -123,7 +132,12 @@ def memory_target(rows, case):
 
 
 def growth(rows, case, key):
-    pts = sorted((r["B"], r[key]) for r in _measured(rows, case) if r["D"] == 512 and r.get(key)
+    """Exponent of ``time ∝ B^p`` between the two largest batch sizes, at the largest D."""
+    measured = _measured(rows, case)
+    if not measured:
+        return None
+    d = max(r["D"] for r in measured)
+    pts = sorted((r["B"], r[key]) for r in measured if r["D"] == d and r.get(key)
                  and (r["floor_kind"] != "memory" or r["M"] == max(x["M"] for x in _measured(rows, case))))
     if len(pts) < 2:
         return None
@@ -137,7 +151,7 @@ def summary_table(rows_by_threads, cases):
     head += [f"≤2× floor, B≥256 ({t}t)" for t in threads]
     head += [f"≥10× PaddleClas alg., B=1024 ({t}t)" for t in threads]
     head += [f"XBM ≤2× B×M floor ({t}t)" for t in threads]
-    head += ["peak ÷ main matrix < 8 (B=4096, D=512)", "growth exponent ours / floor (D=512)"]
+    head += ["peak ÷ main matrix < 8 (B=4096, D=512)", "growth exponent ours / floor (largest D)"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     first = rows_by_threads[threads[0]]
     for case in cases:
@@ -145,17 +159,14 @@ def summary_table(rows_by_threads, cases):
             continue
         cells = [case.label]
         for t in threads:
-            v = floor_target(rows_by_threads[t], case.label) if FLOOR_2X in case.targets else None
-            cells.append(_verdict(v, lambda x: x <= 2.0) if FLOOR_2X in case.targets else "—")
+            v, row = floor_target(rows_by_threads[t], case.label)
+            cells.append(_verdict(v, lambda x: x <= 2.0, row) if FLOOR_2X in case.targets else "—")
         for t in threads:
-            if REF_10X in case.targets:
-                v, est = ref_target(rows_by_threads[t], case.label)
-                cells.append(_verdict(v, lambda x: x >= 10.0, estimated=est))
-            else:
-                cells.append("—")
+            v, row = ref_target(rows_by_threads[t], case.label)
+            cells.append(_verdict(v, lambda x: x >= 10.0, row) if REF_10X in case.targets else "—")
         for t in threads:
-            v = xbm_target(rows_by_threads[t], case.label) if XBM_2X in case.targets else None
-            cells.append(_verdict(v, lambda x: x <= 2.0) if XBM_2X in case.targets else "—")
+            v, row = xbm_target(rows_by_threads[t], case.label)
+            cells.append(_verdict(v, lambda x: x <= 2.0, row) if XBM_2X in case.targets else "—")
         mem = memory_target(first, case.label)
         cells.append(_verdict(mem, lambda x: x < 8.0) if MEM_8X in case.targets else _ratio(mem) if mem else "—")
         g_ours, g_floor = growth(first, case.label, "ours_s"), growth(first, case.label, "floor_s")
@@ -168,7 +179,8 @@ def summary_table(rows_by_threads, cases):
 def render(rows_by_threads, cases, header=""):
     parts = [header] if header else []
     parts.append("## Targets\n\n" + "\n".join(f"* `{k}`: {v}" for k, v in TARGETS.items()))
-    parts.append("## Summary (✓ met, ✗ missed, ≈ from an estimated PaddleClas time)\n\n"
+    parts.append("## Summary (✓ met, ✗ missed, ≈ from an estimated PaddleClas time; each cell is the worst "
+                 "configuration, named in brackets)\n\n"
                  + summary_table(rows_by_threads, cases))
     for t in sorted(rows_by_threads):
         rows = rows_by_threads[t]

@@ -176,7 +176,8 @@ class Worker:
     def paired(self, fn, floor_kind, s):
         """Our time and the floor's, measured alternately (the machine may be shared)."""
         cfg = self.cfg
-        return time_paired(fn, floor_step(floor_kind, s), cfg["budget"], cfg["min_reps"], cfg["max_reps"])
+        return time_paired(fn, floor_step(floor_kind, s), cfg["budget"], cfg["min_reps"], cfg["max_reps"],
+                           slow_warmup_counts=cfg.get("slow_warmup_counts", False))
 
     def shapes(self, case):
         cfg = self.cfg
@@ -198,7 +199,9 @@ class Worker:
     def run(self):
         start, load = time.perf_counter(), os.getloadavg()
         pl = paddle_losses()
-        cases = C.CASES + C.extra_cases(pl.list_losses, pl.get_loss)
+        cases = list(C.CASES)
+        if self.cfg.get("extras", True):
+            cases += C.extra_cases(pl.list_losses, pl.get_loss)
         if self.cfg.get("miners", True):
             importlib.import_module("paddle_losses.miners")  # imported before the freeze below
         gc.freeze()  # a full collection then scans only objects created by the benchmark (~ms, not ~0.1 s)
@@ -236,6 +239,10 @@ class Worker:
         key = (case.label, s.D, s.M)
         predicted, mem = predict_ref(case, s, self.calib, self.prev_ref.get(key))
         row["ref_predicted_s"] = predicted
+        limit = self.cfg.get("ref_max_batch")
+        if limit and s.B > limit:
+            row.update(ref_status="skipped", ref_s=predicted, ref_note=f"est.; not run above B={limit}")
+            return
         if mem > self.cfg["ref_mem_limit"]:
             row.update(ref_status="skipped", ref_s=predicted,
                        ref_note=f"needs ≈{mem / 2**30:.0f} GiB ({case.model.why})")

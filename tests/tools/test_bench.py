@@ -164,3 +164,37 @@ def test_head_reference_matches_our_head_in_training_mode(name, params, make_ref
     theirs = make_ref(8, 6, **params)
     theirs.weight.set_value(ours.weight)
     np.testing.assert_allclose(ours(x, labels).numpy(), theirs.logits(x, labels).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def _summary_line(text, name):
+    section = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    return next(line for line in section.splitlines() if line.startswith(f"| {name} |"))
+
+
+def _row(case, B, D, ours, floor, **extra):
+    return dict(dict(case=case, name=case, B=B, D=D, M=0, floor_kind="pair", unit_bytes=4 * B * B, targets=[],
+                     ours_s=ours, floor_s=floor, ours_reps=3, ours_peak=None), **extra)
+
+
+def test_summary_marks_the_floor_target_met_or_missed_from_the_worst_ratio_at_b_256_and_above():
+    rows = [_row("TripletLossV2", 64, 128, 9.0, 1.0),  # B < 256 does not count
+            _row("TripletLossV2", 256, 128, 1.5, 1.0), _row("TripletLossV2", 1024, 512, 1.9, 1.0),
+            _row("TripletLoss", 256, 128, 1.2, 1.0), _row("TripletLoss", 1024, 128, 2.5, 1.0)]
+    text = render({1: rows}, C.CASES)
+    assert "| 1.90 ✓ (B=1024, D=512) |" in _summary_line(text, "TripletLossV2")
+    assert "| 2.50 ✗ (B=1024, D=128) |" in _summary_line(text, "TripletLoss")
+
+
+def test_summary_memory_target_uses_the_peak_at_4096_by_512():
+    rows = [_row("TriHardLoss", 4096, 512, 2.0, 1.0, ours_peak=9 * 4 * 4096 * 4096)]
+    assert "| 9.00 ✗ |" in _summary_line(render({1: rows}, C.CASES), "TriHardLoss")
+
+
+def test_profile_prints_top_operators_without_writing_trace_files(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench.py"), "--profile", "TripletLossV2",
+                           "--batch-sizes", "16", "--dims", "8"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| operator | calls/step | ms/step | % |" in proc.stdout
+    assert "matmul" in proc.stdout
+    assert not any(tmp_path.iterdir())
