@@ -96,6 +96,8 @@ _GROUPED = RefModel(2.0, _grouped_quad, _bbd_bytes, "[B,B,D] differences + paddl
 _GLOBAL = RefModel(2.0, _global_quad, _bbd_bytes, "[B,B,D] differences + global paddle.max backward")
 _LOOP = RefModel(2.0, why="Python double loop over B² entries")
 _ROWLOOP = RefModel(1.5, why="Python loop over rows with masked_select")
+# Each row slice's backward writes a full [B, M] gradient: O(B²·M) in all (measured exponent ≈ 3 at M=16384).
+_ROWLOOP_MEMORY = RefModel(3.0, why="Python loop over rows; each row's backward writes a full B×M gradient")
 _SENTINEL = RefModel(1.0, _sentinel_quad, why="paddle.max/min backward over the memory axis")
 _VECTOR = RefModel(2.0, why="vectorised")
 
@@ -154,7 +156,7 @@ CASES = [
          ref=lambda s: ref.TripletAngularMarginXBMRef(s.M, s.D), model=_SENTINEL, targets=(XBM_2X, MEM_8X)),
     Case("ContrastiveLoss_XBM", "ContrastiveLoss_XBM", "memory",
          params=lambda s: dict(xbm_size=s.M, xbm_weight=1.0, start_iter=0, margin=0.5, embedding_size=s.D),
-         ref=lambda s: ref.ContrastiveXBMRef(s.M, s.D), model=_ROWLOOP, targets=(XBM_2X, MEM_8X)),
+         ref=lambda s: ref.ContrastiveXBMRef(s.M, s.D), model=_ROWLOOP_MEMORY, targets=(XBM_2X, MEM_8X)),
     Case("ArcMargin (+CE)", "ArcMargin", "head", head=True, call=_head_call,
          params=lambda s: dict(embedding_size=s.D, class_num=s.M),
          ref=lambda s: ref.ArcMarginRef(s.D, s.M), model=_VECTOR),

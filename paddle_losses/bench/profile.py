@@ -41,9 +41,11 @@ def top_operators(step, steps=3, top=12):
 def profile_case(label, s, steps=3, top=12):
     """Markdown: the loss's top operators at shape ``s`` next to its floor time."""
     case = next(c for c in C.CASES if c.label == label or c.name == label)
-    if case.floor == "memory" and not s.M:
+    if case.floor == "pair":
+        s = C.Shape(s.B, s.D)
+    elif case.floor == "memory" and not s.M:
         s = C.Shape(s.B, s.D, 16384)
-    if case.floor == "head":
+    elif case.floor == "head":
         s = C.Shape(s.B, s.D, C.head_classes(s))
     paddle.seed(0)
     rows = top_operators(ours_step(case, s), steps, top)

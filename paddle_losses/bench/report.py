@@ -88,16 +88,13 @@ def _measured(rows, case):
     return [r for r in rows if r.get("case") == case and r.get("ours_s") is not None]
 
 
-def _verdict(value, ok, row=None, fmt=_ratio):
+def _verdict(value, ok, row=None, estimated=False, fmt=_ratio):
+    """``"1.42 ✓ (B=1024, D=128)"``; ``≈`` marks a value built on an estimated (not run) reference time."""
     if value is None:
         return "n/a"
     mark = "✓" if ok(value) else "✗"
-    where = ""
-    if row is not None:
-        where = f" (B={row['B']}, D={row['D']})"
-        if row.get("ref_status") == "skipped":
-            return f"≈{fmt(value)} {mark}{where}"
-    return f"{fmt(value)} {mark}{where}"
+    where = f" (B={row['B']}, D={row['D']})" if row is not None else ""
+    return f"{'≈' if estimated else ''}{fmt(value)} {mark}{where}"
 
 
 def _worst(hits, value, worst=max):
@@ -163,7 +160,8 @@ def summary_table(rows_by_threads, cases):
             cells.append(_verdict(v, lambda x: x <= 2.0, row) if FLOOR_2X in case.targets else "—")
         for t in threads:
             v, row = ref_target(rows_by_threads[t], case.label)
-            cells.append(_verdict(v, lambda x: x >= 10.0, row) if REF_10X in case.targets else "—")
+            est = row is not None and row.get("ref_status") == "skipped"
+            cells.append(_verdict(v, lambda x: x >= 10.0, row, est) if REF_10X in case.targets else "—")
         for t in threads:
             v, row = xbm_target(rows_by_threads[t], case.label)
             cells.append(_verdict(v, lambda x: x <= 2.0, row) if XBM_2X in case.targets else "—")
