@@ -13,10 +13,32 @@ selected entries only:
 Rows without any candidate are reported in ``valid`` and get the value 0 (still connected to the graph).
 """
 import paddle
+from paddle.autograd import PyLayer
 
 
-def _fill(values, mask, fill):
-    return paddle.where(mask, values, paddle.full_like(values, fill))
+class _MaskedExtreme(PyLayer):
+    """Row-wise max/min over masked entries with ``paddle.max``'s tie rule, in a fixed number of passes.
+
+    Forward: one ``where`` and one reduction. Backward: the upstream gradient is shared equally by the
+    entries equal to the extreme (one comparison, one count, one multiply) -- the same result as
+    ``paddle.max``'s backward, whose CPU kernel is quadratic in the row length.
+    """
+
+    @staticmethod
+    def forward(ctx, values, mask, largest):
+        sentinel = paddle.full([], float("-inf") if largest else float("inf"), dtype=values.dtype)
+        filled = paddle.where(mask, values, sentinel)
+        ext = filled.max(axis=1) if largest else filled.min(axis=1)
+        ctx.save_for_backward(filled, ext)
+        return ext
+
+    @staticmethod
+    def backward(ctx, grad):
+        filled, ext = ctx.saved_tensor()
+        tie = (filled == ext.unsqueeze(1)).astype(grad.dtype)
+        # A row without candidates ties on every (sentinel) entry; its upstream gradient is 0 (see hardest).
+        share = grad / tie.sum(axis=1)
+        return tie * share.unsqueeze(1), None
 
 
 def hardest(values, mask, mode, ties="split"):
@@ -33,24 +55,18 @@ def hardest(values, mask, mode, ties="split"):
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-    big = float("inf")
-    sentinel = -big if mode == "max" else big
+    if ties not in ("split", "first"):
+        raise ValueError(f"ties must be 'split' or 'first', got {ties!r}")
     valid = mask.any(axis=1)
-    with paddle.no_grad():
-        filled = _fill(values.detach(), mask, sentinel)
-        if ties == "first":
+    if ties == "split":
+        picked = _MaskedExtreme.apply(values, mask, mode == "max")
+    else:
+        with paddle.no_grad():
+            sentinel = paddle.full([], float("-inf") if mode == "max" else float("inf"), dtype=values.dtype)
+            filled = paddle.where(mask, values.detach(), sentinel)
             idx = (paddle.argmax if mode == "max" else paddle.argmin)(filled, axis=1, keepdim=True)
-        elif ties == "split":
-            ext = (filled.max if mode == "max" else filled.min)(axis=1, keepdim=True)
-            weight = paddle.logical_and(filled == ext, mask).astype(values.dtype)
-            weight = weight / paddle.clip(weight.sum(axis=1, keepdim=True), min=1.0)
-        else:
-            raise ValueError(f"ties must be 'split' or 'first', got {ties!r}")
-    if ties == "first":
         picked = paddle.take_along_axis(values, idx, axis=1).squeeze(1)
-        return paddle.where(valid, picked, paddle.zeros_like(picked)), valid
-    safe = paddle.where(mask, values, paddle.zeros_like(values))
-    return (safe * weight).sum(axis=1), valid
+    return paddle.where(valid, picked, paddle.zeros_like(picked)), valid
 
 
 def hardest_positive_negative(values, pos, neg, larger_is_closer, ties="split"):
