@@ -67,12 +67,16 @@ def _package_root():
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_worker(cfg, threads):
-    """Run the grid in a fresh interpreter with ``OMP_NUM_THREADS=threads``; return its rows."""
+def run_worker(cfg, threads, rows_path=None):
+    """Run the grid in a fresh interpreter with ``OMP_NUM_THREADS=threads``; return its rows.
+
+    The worker appends each row to ``rows_path`` as soon as it is measured (a temporary file if None), so
+    a long run that is interrupted keeps what it measured.
+    """
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "rows.jsonl")
+        out = rows_path or os.path.join(tmp, "rows.jsonl")
         cmd = [sys.executable, "-W", "ignore", "-m", "paddle_losses.bench.worker", json.dumps(cfg), out]
         proc = subprocess.run(cmd, env=env)
         rows = []
@@ -113,7 +117,8 @@ def main(argv=None):
         took = sum(r.get("seconds", 0) for rows in rows_by_threads.values() for r in rows
                    if r.get("case") == "__meta__")
     else:
-        rows_by_threads = {t: run_worker(cfg, t) for t in args.threads}
+        rows_by_threads = {t: run_worker(cfg, t, f"{args.json}.{t}t" if args.json else None)
+                           for t in args.threads}
         took = time.perf_counter() - start
     header = (f"# paddle_losses benchmark\n\nCommand: `python tools/bench.py "
               f"{' '.join(argv if argv is not None else sys.argv[1:])}`. "
