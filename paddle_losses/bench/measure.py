@@ -2,11 +2,14 @@
 
 Peak memory: writing ``5`` to ``/proc/self/clear_refs`` resets the kernel's high-water mark ``VmHWM`` to
 the current ``VmRSS``; the peak of a call is ``VmHWM`` after it minus ``VmRSS`` before it. Paddle's CPU
-allocator hands freed blocks back to the C allocator, and the CLI runs workers with a fixed glibc mmap
-threshold so that large blocks go straight back to the kernel: freed memory of an earlier configuration
-cannot hide the next one's peak.
+allocator hands freed blocks to glibc, whose heap would serve later blocks (up to its dynamic mmap threshold,
+32 MiB) from memory that is already resident, hiding them from the peak. So during the measured call glibc
+is told to map every block of 64 KiB or more separately (``mallopt``), and afterwards to keep blocks under
+32 MiB in its heap, which is what its dynamic threshold converges to anyway, so timed calls are unaffected.
 """
 import math
+import ctypes
+import ctypes.util
 import re
 import statistics
 import time
@@ -31,6 +34,32 @@ def memory_supported():
         return False
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _libc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def _malloc_mode(measuring):
+    """glibc: map blocks >= 64 KiB individually while measuring; otherwise heap-serve blocks < 32 MiB."""
+    if _LIBC is None:
+        return
+    if measuring:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
+        _LIBC.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+    else:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 32 * 2 ** 20)
+        _LIBC.mallopt(_M_TRIM_THRESHOLD, 64 * 2 ** 20)
+
+
 def peak_bytes(fn):
     """Run ``fn()`` once; return ``(result, extra peak resident bytes during the call or None)``."""
     try:
@@ -38,9 +67,14 @@ def peak_bytes(fn):
             f.write("5")
     except OSError:
         return fn(), None
-    base = _status_kib("VmRSS")
-    result = fn()
-    return result, max(0, _status_kib("VmHWM") - base) * 1024
+    _malloc_mode(measuring=True)
+    try:
+        base = _status_kib("VmRSS")
+        result = fn()
+        peak = max(0, _status_kib("VmHWM") - base) * 1024
+    finally:
+        _malloc_mode(measuring=False)
+    return result, peak
 
 
 def _timed(fn):
