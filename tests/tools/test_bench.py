@@ -198,3 +198,16 @@ def test_profile_prints_top_operators_without_writing_trace_files(tmp_path):
     assert "| operator | calls/step | ms/step | % |" in proc.stdout
     assert "matmul" in proc.stdout
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+def test_peak_bytes_sees_a_mid_size_block_even_after_an_identical_block_was_freed():
+    from paddle_losses.bench.measure import peak_bytes
+
+    def allocate():
+        t = paddle.ones([2048, 1024], dtype="float32")  # 8 MiB, below glibc's dynamic mmap threshold cap
+        return float(t[0, 0])
+
+    for _ in range(3):
+        _, peak = peak_bytes(allocate)
+        assert peak >= 7 * 2 ** 20
