@@ -24,7 +24,6 @@ import paddle.nn as nn
 
 from .errors import InputError
 from .functional.masks import positive_negative
-from .functional.pairwise import dot_similarity
 
 
 def count_call(counter, start_iter):
@@ -99,17 +98,17 @@ class CrossBatchMemory(nn.Layer):
             paddle.assign(new_filled, output=self.filled)
             paddle.assign(new_ptr, output=self.ptr)
 
-    def push_and_compare(self, feats, targets):
-        """Write the detached batch, then compare it with the whole memory (the batch included).
+    def push_and_masks(self, feats, targets):
+        """Write the detached batch, then return the whole memory as keys for it (the batch included).
 
-        Returns ``(S, pos, neg)``: ``S = feats · memoryᵀ`` of shape ``[n, size]`` (gradient to ``feats`` only)
-        and the same-label / other-label masks restricted to written slots.
+        Returns ``(keys [size, D], pos, neg)``: the feature buffer (no gradient) in ``feats``' dtype and the
+        same-label / other-label ``[n, size]`` masks restricted to written slots.
         """
         self.enqueue_dequeue(feats.detach(), targets)
         slots = self.valid_slots().reshape([1, -1])
         pos, neg = positive_negative(targets, self.targets)
-        sim = dot_similarity(feats, self.feats.astype(feats.dtype))
-        return sim, paddle.logical_and(pos, slots), paddle.logical_and(neg, slots)
+        return (self.feats.astype(feats.dtype), paddle.logical_and(pos, slots),
+                paddle.logical_and(neg, slots))
 
     def valid_slots(self):
         """``[size]`` bool: True for slots that hold written data (the first ``filled`` slots)."""

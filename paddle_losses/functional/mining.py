@@ -81,3 +81,96 @@ def hardest_positive_negative(values, pos, neg, larger_is_closer, ties="split"):
     ap, vp = hardest(values, pos, pos_mode, ties)
     an, vn = hardest(values, neg, neg_mode, ties)
     return ap, an, vp, vn
+
+
+# ------------------------------------------------------------------------------------------ pair mining
+METRICS = ("dot", "euclidean", "sqeuclidean")
+
+
+def _mining_scores(x, keys, metric):
+    """A matrix whose row-wise order equals the metric's (no gradient): ``x·kᵀ`` for ``dot``, and
+    ``||k_j||² - 2 x_i·k_j`` (the squared distance less its row constant ``||x_i||²``) for the distances."""
+    if metric == "dot":
+        return paddle.matmul(x, keys, transpose_y=True)
+    kk = (keys * keys).sum(axis=1).reshape([1, -1])
+    return paddle.addmm(kk, x, keys.t(), beta=1.0, alpha=-2.0)
+
+
+def _select(scores, mask, largest, ties):
+    """First extreme column per row over ``mask``, plus equal tie weights ``[N, M]`` when a row has ties.
+
+    Returns ``(index [N], tie_weight or None)``. Ties are detected by comparing each row's extreme with its
+    runner-up (the extreme once the chosen entry is blanked out); only when some row ties (one host sync
+    tells) is the ``[N, M]`` weight matrix built.
+    """
+    sentinel = float("-inf") if largest else float("inf")
+    filled = paddle.masked_fill(scores, paddle.logical_not(mask), sentinel)
+    index = (paddle.argmax if largest else paddle.argmin)(filled, axis=1, keepdim=True)
+    if ties == "first":
+        return index.squeeze(1), None
+    ext = paddle.take_along_axis(filled, index, axis=1)
+    filled.put_along_axis_(index, paddle.full_like(ext, sentinel), 1)  # our own temporary: no copy
+    runner_up = filled.max(axis=1, keepdim=True) if largest else filled.min(axis=1, keepdim=True)
+    tied = paddle.logical_and(runner_up == ext, paddle.isfinite(ext))
+    # A traced graph (to_static) cannot branch on data: it always carries the weights.
+    if paddle.in_dynamic_mode() and not bool(tied.any()):
+        return index.squeeze(1), None
+    weight = paddle.logical_and(scores == ext, mask).astype(scores.dtype)
+    return index.squeeze(1), weight / paddle.clip(weight.sum(axis=1, keepdim=True), min=1.0)
+
+
+def _partners(keys, key_sq, index, weight):
+    if weight is None:
+        return paddle.gather(keys, index), paddle.gather(key_sq, index)
+    return paddle.matmul(weight, keys), paddle.matmul(weight, key_sq.unsqueeze(1)).squeeze(1)
+
+
+def _pair_values(x, partner, partner_sq, metric):
+    dot = (x * partner).sum(axis=1)
+    if metric == "dot":
+        return dot
+    d2 = (x * x).sum(axis=1) + partner_sq - 2.0 * dot
+    if metric == "sqeuclidean":
+        return paddle.clip(d2, min=0.0)
+    return paddle.sqrt(paddle.clip(d2, min=1e-12))
+
+
+def hardest_pairs(x, pos, neg, metric, keys=None, ties="split"):
+    """Hardest positive and negative of every anchor, mined without gradient, values recomputed with one.
+
+    Same values and gradients as mining ``hardest`` over the full pairwise matrix of ``metric``
+    (``dot`` similarity; ``euclidean`` = :func:`~paddle_losses.functional.pairwise.gram_euclidean`;
+    ``sqeuclidean`` = squared distance), but the ``[N, M]`` matrix is only needed forward and without
+    gradient: the selected key rows are gathered and the ``N`` pair values recomputed, so the backward pass
+    costs ``O(N·D)`` instead of a dense ``N × M`` gradient and two more matmuls. Tied extrema
+    (``ties="split"``) share the gradient equally through tie-weighted key means, as ``paddle.max`` does.
+
+    Args:
+        x: ``[N, D]`` anchors (with gradient).
+        pos, neg: ``[N, M]`` bool candidate masks.
+        metric: ``"dot"`` (hardest positive = least similar) or ``"euclidean"``/``"sqeuclidean"`` (hardest
+            positive = farthest).
+        keys: ``[M, D]`` keys; ``None`` means ``x`` itself (gradient flows through both ends of a pair).
+        ties: ``"split"`` or ``"first"``.
+
+    Returns:
+        ``(ap, an, valid_pos, valid_neg)``, each ``[N]``; values are 0 where a row has no candidate.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if ties not in ("split", "first"):
+        raise ValueError(f"ties must be 'split' or 'first', got {ties!r}")
+    keys = x if keys is None else keys
+    with paddle.no_grad():
+        scores = _mining_scores(x.detach(), keys.detach(), metric)
+        similar = metric == "dot"
+        pos_index, pos_weight = _select(scores, pos, largest=not similar, ties=ties)
+        neg_index, neg_weight = _select(scores, neg, largest=similar, ties=ties)
+    key_sq = (keys * keys).sum(axis=1)
+    out = []
+    for index, weight, mask in ((pos_index, pos_weight, pos), (neg_index, neg_weight, neg)):
+        valid = mask.any(axis=1)
+        value = _pair_values(x, *_partners(keys, key_sq, index, weight), metric)
+        out.append((paddle.where(valid, value, paddle.zeros_like(value)), valid))
+    (ap, vp), (an, vn) = out
+    return ap, an, vp, vn

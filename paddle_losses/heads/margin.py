@@ -6,7 +6,6 @@ PaddleClas) and multiplied, giving ``cos [N, C]``. They are called ``head(featur
 PaddleClas's RecModel does, with int labels ``[N]`` or ``[N, 1]``.
 """
 import math
-from typing import Optional
 
 import paddle
 import paddle.nn as nn

@@ -10,9 +10,8 @@ import paddle
 import paddle.nn.functional as F
 
 from ..functional.masks import positive_negative
-from ..functional.mining import hardest_positive_negative
+from ..functional.mining import hardest_pairs
 from ..functional.normalize import l2_normalize
-from ..functional.pairwise import dot_similarity
 from ..functional.reduce import masked_mean, reduce
 from ..inputs import check_features, check_labels, pick
 from ..memory import CrossBatchMemory, count_call
@@ -28,14 +27,15 @@ def _check_common(owner, reduction, absolute_loss_weight):
         raise ValueError(f"{owner}: absolute_loss_weight must be >= 0, got {absolute_loss_weight}")
 
 
-def angular_triplet_terms(sim, pos, neg, margin, reduction, add_absolute, absolute_loss_weight, ap_value,
+def angular_triplet_terms(x, keys, pos, neg, margin, reduction, add_absolute, absolute_loss_weight, ap_value,
                           an_value, an_fallback):
-    """Ranking (and optional absolute) loss from a query × key similarity matrix and label masks.
+    """Ranking (and optional absolute) loss of queries ``x`` against ``keys`` (``None``: ``x`` itself), mining
+    the least similar positive and most similar negative key of each query by dot similarity.
 
     Anchors with no positive or no negative key are left out of every mean; with none left the result is
     a zero that keeps a gradient path.
     """
-    ap, an, has_pos, has_neg = hardest_positive_negative(sim, pos, neg, larger_is_closer=True)
+    ap, an, has_pos, has_neg = hardest_pairs(x, pos, neg, "dot", keys=keys)
     valid = paddle.logical_and(has_pos, has_neg)
     ranking = F.relu(an - ap + margin)
     if not add_absolute:
@@ -119,15 +119,15 @@ class TripletAngularMarginLoss(paddle.nn.Layer):
             x = l2_normalize(x, "clamp")
         return x, y
 
-    def _terms(self, sim, pos, neg):
-        return angular_triplet_terms(sim, pos, neg, self.margin, self.reduction, self.add_absolute,
+    def _terms(self, x, keys, pos, neg):
+        return angular_triplet_terms(x, keys, pos, neg, self.margin, self.reduction, self.add_absolute,
                                      self.absolute_loss_weight, self.ap_value, self.an_value,
                                      self.an_fallback)
 
     def forward(self, input, target):
         x, y = self._features_and_labels(input, target)
         pos, neg = positive_negative(y)
-        return {"TripletAngularMarginLoss": self._terms(dot_similarity(x), pos, neg)}
+        return {"TripletAngularMarginLoss": self._terms(x, None, pos, neg)}
 
 
 @register_loss
@@ -184,10 +184,10 @@ class TripletAngularMarginLoss_XBM(TripletAngularMarginLoss):
     def forward(self, input, target):
         x, y = self._features_and_labels(input, target)
         pos, neg = positive_negative(y)
-        loss = self._terms(dot_similarity(x), pos, neg)
+        loss = self._terms(x, None, pos, neg)
         self.xbm.check_batch(x, y)  # before counting the call, so that a rejected batch changes no state
         if count_call(self.iter, self.start_iter):
-            loss = loss + self.xbm_weight * self._terms(*self.xbm.push_and_compare(x, y))
+            loss = loss + self.xbm_weight * self._terms(x, *self.xbm.push_and_masks(x, y))
         if loss.ndim == 1:
             loss = loss.reshape([-1, 1])
         return {"TripletAngularMarginLoss_XBM": loss}

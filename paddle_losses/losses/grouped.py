@@ -15,7 +15,7 @@ import paddle.nn.functional as F
 
 from ..errors import InputError
 from ..functional.masks import positive_negative
-from ..functional.mining import hardest, hardest_positive_negative
+from ..functional.mining import hardest, hardest_pairs, hardest_positive_negative
 from ..functional.normalize import l2_normalize
 from ..functional.pairwise import squared_euclidean
 from ..functional.reduce import masked_mean
@@ -87,8 +87,9 @@ class TriHardLoss(paddle.nn.Layer):
         self.margin = float(margin)
 
     def forward(self, input, target=None):
-        q, pos, neg = _grouped_sq_distances(input, "TriHardLoss", self.samples_each_class, normalize=True)
-        hp, hn, has_pos, has_neg = hardest_positive_negative(q, pos, neg, larger_is_closer=False)
+        x = l2_normalize(_features(input, "TriHardLoss"), "clamp")
+        pos, neg = group_masks(x.shape[0], self.samples_each_class)
+        hp, hn, has_pos, has_neg = hardest_pairs(x, pos, neg, "sqeuclidean")
         loss = masked_mean(F.relu(hp + self.margin - hn), paddle.logical_and(has_pos, has_neg))
         return {"trihardloss": loss}
 

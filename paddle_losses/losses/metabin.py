@@ -12,9 +12,8 @@ import paddle.nn.functional as F
 from ..errors import InputError
 from ..functional.distill import cosine_rows
 from ..functional.masks import same_label
-from ..functional.mining import hardest_positive_negative
+from ..functional.mining import hardest_pairs
 from ..functional.normalize import l2_normalize
-from ..functional.pairwise import gram_euclidean
 from ..functional.reduce import masked_mean
 from ..inputs import check_features, check_labels, pick
 from ..registry import register_loss
@@ -111,8 +110,7 @@ class TripletLossForMetaBIN(nn.Layer):
         x = _features(input, self.feature_from, self.normalize_feature, owner)
         labels = _batch_ids(batch, "label", x.shape[0], owner)
         pos = same_label(labels)
-        dist = gram_euclidean(x)
-        ap, an, _, has_neg = hardest_positive_negative(dist, pos, paddle.logical_not(pos), larger_is_closer=False)
+        ap, an, _, has_neg = hardest_pairs(x, pos, paddle.logical_not(pos), "euclidean")
         return {"TripletLoss": masked_mean(F.relu(ap - an + self.margin), has_neg)}
 
 
@@ -194,8 +192,7 @@ class InterDomainShuffleLoss(nn.Layer):
         eye = paddle.eye(n).astype("bool")
         pos = paddle.logical_or(eye, paddle.logical_not(same_domain))
         neg = paddle.logical_and(paddle.logical_not(same_label(labels)), same_domain)
-        dist = gram_euclidean(x)
-        ap, an, _, has_neg = hardest_positive_negative(dist, pos, neg, larger_is_closer=False)
+        ap, an, _, has_neg = hardest_pairs(x, pos, neg, "euclidean")
 
         gap = paddle.where(has_neg, ap - an, paddle.zeros_like(ap))
         zero = paddle.zeros_like(gap)

@@ -7,9 +7,8 @@ import paddle
 import paddle.nn.functional as F
 
 from ..functional.masks import positive_negative
-from ..functional.mining import hardest_positive_negative
+from ..functional.mining import hardest_pairs
 from ..functional.normalize import l2_normalize
-from ..functional.pairwise import gram_euclidean
 from ..functional.reduce import masked_mean
 from ..inputs import check_features, check_labels, pick
 from ..registry import register_loss
@@ -21,9 +20,8 @@ def euclidean_batch_hard(x, y, margin, ties):
     Positives include the anchor itself (distance ≈ 1e-6), as in PaddleClas; anchors without a negative
     are left out of the mean (a single-class batch gives a zero that keeps a gradient path).
     """
-    dist = gram_euclidean(x)
     pos, neg = positive_negative(y)
-    ap, an, has_pos, has_neg = hardest_positive_negative(dist, pos, neg, larger_is_closer=False, ties=ties)
+    ap, an, has_pos, has_neg = hardest_pairs(x, pos, neg, "euclidean", ties=ties)
     return masked_mean(F.relu(ap - an + margin), paddle.logical_and(has_pos, has_neg))
 
 

@@ -4,6 +4,7 @@ import paddle
 import pytest
 
 from gradcheck import assert_gradcheck
+from paddle_losses.functional.mining import hardest_pairs
 from paddle_losses.functional import (dot_similarity, gram_euclidean, hardest, hardest_positive_negative,
                                       l2_normalize, masked_mean, positive_negative, reduce, same_label,
                                       squared_euclidean)
@@ -122,3 +123,56 @@ def test_reduce_modes():
     assert float(reduce(v, "mean")) == 3.0
     with pytest.raises(ValueError, match="reduction"):
         reduce(v, "avg")
+
+
+@pytest.mark.parametrize("metric", ["dot", "euclidean", "sqeuclidean"])
+@pytest.mark.parametrize("ties", ["split", "first"])
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_hardest_pairs_equals_dense_mining_values_and_gradients(metric, ties, duplicates):
+    dense_metric = {"dot": dot_similarity, "euclidean": gram_euclidean, "sqeuclidean": squared_euclidean}[metric]
+    xn = RNG.normal(size=(12, 5))
+    if duplicates:  # exact ties, including a duplicate negative at distance 0
+        xn[3], xn[7] = xn[1], xn[2]
+    y = t(np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 4, 4, 4]))
+    pos, neg = positive_negative(y)
+    results = []
+    for dense in (True, False):
+        x = t(xn, grad=True)
+        if dense:
+            ap, an, vp, vn = hardest_positive_negative(dense_metric(x), pos, neg, metric == "dot", ties=ties)
+        else:
+            ap, an, vp, vn = hardest_pairs(x, pos, neg, metric, ties=ties)
+        ((1.3 * ap + 0.7 * an) ** 2).sum().backward()
+        results.append((ap.numpy(), an.numpy(), x.grad.numpy()))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_hardest_pairs_against_keys_and_rows_without_candidates():
+    xn, kn = RNG.normal(size=(4, 3)), RNG.normal(size=(6, 3))
+    y, ky = t(np.array([0, 1, 2, 9])), t(np.array([0, 0, 1, 1, 2, 2]))
+    pos, neg = positive_negative(y, ky)
+    x = t(xn, grad=True)
+    ap, an, vp, vn = hardest_pairs(x, pos, neg, "dot", keys=t(kn))
+    s = xn @ kn.T
+    same = y.numpy()[:, None] == ky.numpy()[None]
+    assert vp.numpy().tolist() == [True, True, True, False] and vn.numpy().all()
+    np.testing.assert_allclose(ap.numpy()[:3], np.where(same, s, np.inf).min(1)[:3])
+    np.testing.assert_allclose(an.numpy(), np.where(~same, s, -np.inf).max(1))
+    assert ap.numpy()[3] == 0.0
+    (ap.sum() + an.sum()).backward()
+    assert np.isfinite(x.grad.numpy()).all()
+
+
+def test_hardest_pairs_gradient_matches_finite_differences():
+    xn = RNG.normal(size=(8, 4))
+    y = t(np.array([0, 0, 1, 1, 1, 2, 2, 3]))
+    pos, neg = positive_negative(y)
+
+    def f(x):
+        ap, an, _, _ = hardest_pairs(x, pos, neg, "euclidean")
+        return (paddle.nn.functional.relu(ap - an + 1.0) ** 2).sum()
+
+    assert_gradcheck(f, [xn])
+    with pytest.raises(ValueError, match="metric"):
+        hardest_pairs(t(xn), pos, neg, "cosine")

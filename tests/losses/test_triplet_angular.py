@@ -339,7 +339,7 @@ def test_xbm_gradient_equals_finite_differences_with_memory_held_fixed():
         xn = paddle.nn.functional.normalize(t, axis=1)
         pos, neg = positive_negative(paddle.to_tensor(y), key_labels)
         pos, neg = paddle.logical_and(pos, slots), paddle.logical_and(neg, slots)
-        memory_term = plain._terms(paddle.matmul(xn, keys, transpose_y=True), pos, neg)
+        memory_term = plain._terms(xn, keys, pos, neg)
         return plain({"features": t}, paddle.to_tensor(y))[KEY] + 0.6 * memory_term
 
     np.testing.assert_allclose(analytic, numeric_grad(fixed_memory, [x], 0), rtol=1e-5, atol=1e-7)
