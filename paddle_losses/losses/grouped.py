@@ -101,7 +101,10 @@ class MSMLoss(paddle.nn.Layer):
     Math: ``x ← x / ||x||``, ``q_ij = ||x_i - x_j||²``;
     ``loss = relu(max_{(i,j) same group, i≠j} q_ij + margin - min_{(i,j) different groups} q_ij)``.
     ``q`` is symmetric, so the extreme is attained at ``(i, j)`` and ``(j, i)``; the gradient is split
-    between them (as in PaddleClas).
+    between them (as in PaddleClas). The extreme is taken as the extreme of the per-row extremes, mined
+    without a dense gradient (``functional.mining.hardest_pairs``); only when three or more distinct pairs
+    tie exactly (duplicated samples) does the gradient split differ from PaddleClas's per-entry split
+    (it is then shared per row).
 
     Args:
         batch_size: PaddleClas's expected batch size (kept for config compatibility; the actual batch
@@ -128,10 +131,13 @@ class MSMLoss(paddle.nn.Layer):
         self.margin = float(margin)
 
     def forward(self, input, target=None):
-        q, pos, neg = _grouped_sq_distances(input, "MSMLoss", self.samples_each_class, normalize=True)
-        flat, pos, neg = q.reshape([1, -1]), pos.reshape([1, -1]), neg.reshape([1, -1])
-        hp, has_pos = hardest(flat, pos, "max")
-        hn, has_neg = hardest(flat, neg, "min")
+        x = l2_normalize(_features(input, "MSMLoss"), "clamp")
+        pos, neg = group_masks(x.shape[0], self.samples_each_class)
+        # The batch-global extreme is the extreme of the per-row extremes; hardest() over rows splits the
+        # gradient between the two orientations (i, j) and (j, i) of the symmetric extreme pair.
+        row_hp, row_hn, row_has_pos, row_has_neg = hardest_pairs(x, pos, neg, "sqeuclidean")
+        hp, has_pos = hardest(row_hp.reshape([1, -1]), row_has_pos.reshape([1, -1]), "max")
+        hn, has_neg = hardest(row_hn.reshape([1, -1]), row_has_neg.reshape([1, -1]), "min")
         loss = masked_mean(F.relu(hp + self.margin - hn), paddle.logical_and(has_pos, has_neg))
         return {"msmloss": loss}
 
