@@ -147,6 +147,27 @@ def growth(rows, case, key):
     return loglog_slope(b0, t0, b1, t1), b0, b1
 
 
+def by_dimension_table(rows_by_threads, cases):
+    """Worst ours/floor over B ≥ 256 for each D and thread setting (XBM: at the largest M)."""
+    threads = sorted(rows_by_threads)
+    dims = sorted({r["D"] for rows in rows_by_threads.values() for r in rows if r.get("D")})
+    cols = [(t, d) for t in threads for d in dims]
+    out = ["| loss | " + " | ".join(f"{t}t, D={d}" for t, d in cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for case in cases:
+        cells, seen = [], False
+        for t, d in cols:
+            measured = _measured(rows_by_threads[t], case.label)
+            big_m = max((r["M"] for r in measured), default=0)
+            hits = [r for r in measured if r["D"] == d and r["B"] >= 256 and r.get("floor_s")
+                    and (case.floor != "memory" or r["M"] == big_m)]
+            v, row = _worst(hits, lambda r: r["ours_s"] / r["floor_s"])
+            seen = seen or v is not None
+            cells.append("n/a" if v is None else f"{_ratio(v)} (B={row['B']})")
+        if seen:
+            out.append(f"| {case.label} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def summary_table(rows_by_threads, cases):
     threads = sorted(rows_by_threads)
     head = ["loss"]
@@ -186,6 +207,8 @@ def render(rows_by_threads, cases, header=""):
     parts.append("## Summary (✓ met, ✗ missed, ≈ from an estimated PaddleClas time; each cell is the worst "
                  "configuration, named in brackets)\n\n"
                  + summary_table(rows_by_threads, cases))
+    parts.append("## Ours ÷ floor by feature size (worst over B ≥ 256; XBM at the largest M)\n\n"
+                 + by_dimension_table(rows_by_threads, cases))
     for t in sorted(rows_by_threads):
         rows = rows_by_threads[t]
         meta = next((r for r in rows if r.get("case") == "__meta__"), {})
