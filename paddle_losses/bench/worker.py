@@ -14,6 +14,8 @@ import traceback
 
 import paddle
 
+import paddle_losses as pl
+
 from . import cases as C
 from .measure import calibrate_quadratic_reductions, time_calls, time_paired
 
@@ -73,11 +75,10 @@ def floor_step(kind, s):
     return step
 
 
-def _prefill_batches(s, n_calls=None):
-    """Random normalised-able batches that fill an M-row memory exactly (``n`` divides ``M``)."""
-    n = max(s.B, s.M // 16)
-    n = min(n, s.M)
-    for i in range((s.M + n - 1) // n if n_calls is None else n_calls):
+def _prefill_batches(s):
+    """Random batches that fill an M-row memory exactly (at most 16 calls; ``n`` divides ``M``)."""
+    n = min(max(s.B, s.M // 16), s.M)
+    for i in range((s.M + n - 1) // n):
         paddle.seed(100 + i)
         feats = paddle.randn([n, s.D], dtype="float32")
         labels = paddle.randint(1, s.P + 2, [n, 1], dtype="int64")
@@ -85,7 +86,7 @@ def _prefill_batches(s, n_calls=None):
 
 
 def ours_step(case, s):
-    module = (paddle_losses().get_head if case.head else paddle_losses().get_loss)(case.name)(**case.params(s))
+    module = (pl.get_head if case.head else pl.get_loss)(case.name)(**case.params(s))
     if case.head:
         module.train()
     x, labels = _features(s, 2), C.labels_for(s)
@@ -122,11 +123,6 @@ def miner_step(spec, s):
     x, labels = _features(s, 3), C.labels_for(s).reshape([-1])
     x.stop_gradient = True
     return lambda: miner(x, labels)
-
-
-def paddle_losses():
-    import paddle_losses as pl
-    return pl
 
 
 def predict_ref(case, s, calib, prev):
@@ -167,11 +163,10 @@ class Worker:
             bits.append("ERROR " + row["error"])
         print(" ".join(bits), file=sys.stderr, flush=True)
 
-    def timing(self, fn, reference=False):
+    def time_reference(self, fn):
+        """A PaddleClas-algorithm call: one measurement suffices once a call takes seconds."""
         cfg = self.cfg
-        if reference:
-            return time_calls(fn, cfg["budget"], 1, cfg["max_reps"], single_call_over=cfg["single_call_over"])
-        return time_calls(fn, cfg["budget"], cfg["min_reps"], cfg["max_reps"])
+        return time_calls(fn, cfg["budget"], 1, cfg["max_reps"], single_call_over=cfg["single_call_over"])
 
     def paired(self, fn, floor_kind, s):
         """Our time and the floor's, measured alternately (the machine may be shared)."""
@@ -198,7 +193,6 @@ class Worker:
 
     def run(self):
         start, load = time.perf_counter(), os.getloadavg()
-        pl = paddle_losses()
         cases = list(C.CASES)
         if self.cfg.get("extras", True):
             cases += C.extra_cases(pl.list_losses, pl.get_loss)
@@ -251,7 +245,7 @@ class Worker:
             row.update(ref_status="skipped", ref_s=predicted, ref_note=f"est. ({case.model.why})")
             return
         try:
-            t = self.timing(ref_step(case, s), reference=True)
+            t = self.time_reference(ref_step(case, s))
             row.update(ref_status="measured", ref_s=t.median, ref_reps=t.reps, ref_peak=t.peak)
             self.prev_ref[key] = (s.B, t.median, case.model.quad(s, self.calib))
         except Exception as exc:  # noqa: BLE001
