@@ -1,8 +1,9 @@
 """CrossBatchMemory: the feature/label memory of the XBM losses (PaddleClas ``ppcls/loss/xbm.py``).
 
 The memory is a preallocated ``[size, embedding_size]`` float32 buffer with a ``[size]`` int64 label
-buffer. Losses read it whole, as keys of one ``B × size`` similarity matmul, together with
-:meth:`CrossBatchMemory.valid_slots` (which slots hold data); nothing is concatenated or re-sliced per step.
+buffer. Losses read its written slots (:meth:`CrossBatchMemory.push`) as the keys of one ``B × M``
+similarity matmul; once the memory is full -- the steady state -- that is the buffer itself, with nothing
+concatenated, copied or masked per step.
 
 Write policy (kept from PaddleClas because the golden sequences depend on it): a batch of ``n`` rows is
 written at ``[ptr, ptr + n)`` and ``ptr`` advances; when it would run past the end, the batch goes to the
@@ -23,7 +24,6 @@ import paddle
 import paddle.nn as nn
 
 from .errors import InputError
-from .functional.masks import positive_negative
 
 
 def count_call(counter, start_iter):
@@ -98,17 +98,17 @@ class CrossBatchMemory(nn.Layer):
             paddle.assign(new_filled, output=self.filled)
             paddle.assign(new_ptr, output=self.ptr)
 
-    def push_and_masks(self, feats, targets):
-        """Write the detached batch, then return the whole memory as keys for it (the batch included).
+    def push(self, feats, targets):
+        """Write the detached batch, then return the written part of the memory as keys for it.
 
-        Returns ``(keys [size, D], pos, neg)``: the feature buffer (no gradient) in ``feats``' dtype and the
-        same-label / other-label ``[n, size]`` masks restricted to written slots.
+        Returns ``(keys [m, D], key_labels [m])``: the ``m = filled`` written slots (the whole buffers, not a
+        copy, once the memory is full -- the steady state), features in ``feats``' dtype, without gradient.
+        The batch itself is among them.
         """
         self.enqueue_dequeue(feats.detach(), targets)
-        slots = self.valid_slots().reshape([1, -1])
-        pos, neg = positive_negative(targets, self.targets)
-        return (self.feats.astype(feats.dtype), paddle.logical_and(pos, slots),
-                paddle.logical_and(neg, slots))
+        m = int(self.filled)
+        keys, labels = (self.feats, self.targets) if m == self.size else (self.feats[:m], self.targets[:m])
+        return keys.astype(feats.dtype), labels
 
     def valid_slots(self):
         """``[size]`` bool: True for slots that hold written data (the first ``filled`` slots)."""
@@ -117,7 +117,7 @@ class CrossBatchMemory(nn.Layer):
     def get(self):
         """``(feats [m, D], targets [m])`` of the ``m = filled`` written slots (PaddleClas's API).
 
-        Losses use the whole buffers with :meth:`valid_slots` instead, which keeps shapes static.
+        Losses use :meth:`push`, which writes first and avoids the copy once the memory is full.
         """
         m = int(self.filled)
         return self.feats[:m], self.targets[:m]

@@ -96,15 +96,16 @@ def _mining_scores(x, keys, metric):
     return paddle.addmm(kk, x, keys.t(), beta=1.0, alpha=-2.0)
 
 
-def _select(scores, mask, largest, ties):
-    """First extreme column per row over ``mask``, plus equal tie weights ``[N, M]`` when a row has ties.
+def _select(scores, excluded, largest, ties):
+    """First extreme column per row over the entries not ``excluded``, plus equal tie weights ``[N, M]``
+    when a row has ties.
 
     Returns ``(index [N], tie_weight or None)``. Ties are detected by comparing each row's extreme with its
     runner-up (the extreme once the chosen entry is blanked out); only when some row ties (one host sync
     tells) is the ``[N, M]`` weight matrix built.
     """
     sentinel = float("-inf") if largest else float("inf")
-    filled = paddle.masked_fill(scores, paddle.logical_not(mask), sentinel)
+    filled = paddle.masked_fill(scores, excluded, sentinel)
     index = (paddle.argmax if largest else paddle.argmin)(filled, axis=1, keepdim=True)
     if ties == "first":
         return index.squeeze(1), None
@@ -115,7 +116,7 @@ def _select(scores, mask, largest, ties):
     # A traced graph (to_static) cannot branch on data: it always carries the weights.
     if paddle.in_dynamic_mode() and not bool(tied.any()):
         return index.squeeze(1), None
-    weight = paddle.logical_and(scores == ext, mask).astype(scores.dtype)
+    weight = paddle.logical_and(scores == ext, paddle.logical_not(excluded)).astype(scores.dtype)
     return index.squeeze(1), weight / paddle.clip(weight.sum(axis=1, keepdim=True), min=1.0)
 
 
@@ -147,7 +148,8 @@ def hardest_pairs(x, pos, neg, metric, keys=None, ties="split"):
 
     Args:
         x: ``[N, D]`` anchors (with gradient).
-        pos, neg: ``[N, M]`` bool candidate masks.
+        pos, neg: ``[N, M]`` bool candidate masks; ``neg=None`` means every non-positive key (saves
+            building the complement).
         metric: ``"dot"`` (hardest positive = least similar) or ``"euclidean"``/``"sqeuclidean"`` (hardest
             positive = farthest).
         keys: ``[M, D]`` keys; ``None`` means ``x`` itself (gradient flows through both ends of a pair).
@@ -164,12 +166,14 @@ def hardest_pairs(x, pos, neg, metric, keys=None, ties="split"):
     with paddle.no_grad():
         scores = _mining_scores(x.detach(), keys.detach(), metric)
         similar = metric == "dot"
-        pos_index, pos_weight = _select(scores, pos, largest=not similar, ties=ties)
-        neg_index, neg_weight = _select(scores, neg, largest=similar, ties=ties)
+        pos_index, pos_weight = _select(scores, paddle.logical_not(pos), largest=not similar, ties=ties)
+        neg_excluded = pos if neg is None else paddle.logical_not(neg)
+        neg_index, neg_weight = _select(scores, neg_excluded, largest=similar, ties=ties)
+        valid_pos = pos.any(axis=1)
+        valid_neg = paddle.logical_not(pos.all(axis=1)) if neg is None else neg.any(axis=1)
     key_sq = (keys * keys).sum(axis=1)
     out = []
-    for index, weight, mask in ((pos_index, pos_weight, pos), (neg_index, neg_weight, neg)):
-        valid = mask.any(axis=1)
+    for index, weight, valid in ((pos_index, pos_weight, valid_pos), (neg_index, neg_weight, valid_neg)):
         value = _pair_values(x, *_partners(keys, key_sq, index, weight), metric)
         out.append((paddle.where(valid, value, paddle.zeros_like(value)), valid))
     (ap, vp), (an, vn) = out

@@ -9,7 +9,7 @@ from typing import Literal
 import paddle
 import paddle.nn.functional as F
 
-from ..functional.masks import positive_negative
+from ..functional.masks import same_label
 from ..functional.mining import hardest_pairs
 from ..functional.normalize import l2_normalize
 from ..functional.reduce import masked_mean, reduce
@@ -126,8 +126,7 @@ class TripletAngularMarginLoss(paddle.nn.Layer):
 
     def forward(self, input, target):
         x, y = self._features_and_labels(input, target)
-        pos, neg = positive_negative(y)
-        return {"TripletAngularMarginLoss": self._terms(x, None, pos, neg)}
+        return {"TripletAngularMarginLoss": self._terms(x, None, same_label(y), None)}
 
 
 @register_loss
@@ -183,11 +182,11 @@ class TripletAngularMarginLoss_XBM(TripletAngularMarginLoss):
 
     def forward(self, input, target):
         x, y = self._features_and_labels(input, target)
-        pos, neg = positive_negative(y)
-        loss = self._terms(x, None, pos, neg)
+        loss = self._terms(x, None, same_label(y), None)
         self.xbm.check_batch(x, y)  # before counting the call, so that a rejected batch changes no state
         if count_call(self.iter, self.start_iter):
-            loss = loss + self.xbm_weight * self._terms(x, *self.xbm.push_and_masks(x, y))
+            keys, key_labels = self.xbm.push(x, y)
+            loss = loss + self.xbm_weight * self._terms(x, keys, same_label(y, key_labels), None)
         if loss.ndim == 1:
             loss = loss.reshape([-1, 1])
         return {"TripletAngularMarginLoss_XBM": loss}

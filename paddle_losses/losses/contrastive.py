@@ -127,7 +127,8 @@ class ContrastiveLoss_XBM(_ContrastiveBase):
         loss = contrastive_terms(dot_similarity(x), pos, neg, self.margin, self.epsilon)
         self.xbm.check_batch(x, y)  # before counting the call, so that a rejected batch changes no state
         if count_call(self.iter, self.start_iter):
-            keys, mem_pos, mem_neg = self.xbm.push_and_masks(x, y)
+            keys, key_labels = self.xbm.push(x, y)
+            mem_pos, mem_neg = positive_negative(y, key_labels)
             loss = loss + self.xbm_weight * contrastive_terms(dot_similarity(x, keys), mem_pos, mem_neg,
                                                               self.margin, self.epsilon)
         return {"ContrastiveLoss_XBM": loss}

@@ -110,7 +110,7 @@ class TripletLossForMetaBIN(nn.Layer):
         x = _features(input, self.feature_from, self.normalize_feature, owner)
         labels = _batch_ids(batch, "label", x.shape[0], owner)
         pos = same_label(labels)
-        ap, an, _, has_neg = hardest_pairs(x, pos, paddle.logical_not(pos), "euclidean")
+        ap, an, _, has_neg = hardest_pairs(x, pos, None, "euclidean")
         return {"TripletLoss": masked_mean(F.relu(ap - an + self.margin), has_neg)}
 
 
