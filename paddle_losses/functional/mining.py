@@ -100,9 +100,10 @@ def _select(scores, excluded, largest, ties):
     """First extreme column per row over the entries not ``excluded``, plus equal tie weights ``[N, M]``
     when a row has ties.
 
-    Returns ``(index [N], tie_weight or None)``. Ties are detected by comparing each row's extreme with its
-    runner-up (the extreme once the chosen entry is blanked out); only when some row ties (one host sync
-    tells) is the ``[N, M]`` weight matrix built.
+    Returns ``(index [N], ties)``: ``ties`` is None when no row ties; otherwise the equal shares of the tied
+    entries, as ``(rows, columns, shares)`` in eager mode or a dense ``[N, M]`` matrix in a traced graph. Ties
+    are detected by comparing each row's extreme with its runner-up (the extreme once the chosen entry is
+    blanked out), so untied batches (the usual case) cost no ``[N, M]`` pass for them.
     """
     sentinel = float("-inf") if largest else float("inf")
     filled = paddle.masked_fill(scores, excluded, sentinel)
@@ -113,16 +114,31 @@ def _select(scores, excluded, largest, ties):
     filled.put_along_axis_(index, paddle.full_like(ext, sentinel), 1)  # our own temporary: no copy
     runner_up = filled.max(axis=1, keepdim=True) if largest else filled.min(axis=1, keepdim=True)
     tied = paddle.logical_and(runner_up == ext, paddle.isfinite(ext))
-    # A traced graph (to_static) cannot branch on data: it always carries the weights.
+    # A traced graph (to_static) cannot branch on data: it always carries dense weights.
     if paddle.in_dynamic_mode() and not bool(tied.any()):
         return index.squeeze(1), None
-    weight = paddle.logical_and(scores == ext, paddle.logical_not(excluded)).astype(scores.dtype)
-    return index.squeeze(1), weight / paddle.clip(weight.sum(axis=1, keepdim=True), min=1.0)
+    tie = paddle.logical_and(scores == ext, paddle.logical_not(excluded))
+    if not paddle.in_dynamic_mode():
+        weight = tie.astype(scores.dtype)
+        return index.squeeze(1), weight / paddle.clip(weight.sum(axis=1, keepdim=True), min=1.0)
+    # Eager: keep only the extreme entries, as (row, column, share) triples, so partners cost O(ties · D).
+    entries = paddle.nonzero(tie)
+    rows, cols = entries[:, 0], entries[:, 1]
+    count = paddle.bincount(rows, minlength=scores.shape[0])
+    return index.squeeze(1), (rows, cols, 1.0 / paddle.gather(count, rows).astype(scores.dtype))
 
 
 def _partners(keys, key_sq, index, weight):
+    """Key rows (and squared norms) paired with each anchor: the selected row, or the tie-weighted mean."""
     if weight is None:
         return paddle.gather(keys, index), paddle.gather(key_sq, index)
+    if isinstance(weight, tuple):
+        rows, cols, share = weight
+        n = index.shape[0]
+        partner = paddle.index_add(paddle.zeros([n, keys.shape[1]], keys.dtype), rows, 0,
+                                   paddle.gather(keys, cols) * share.unsqueeze(1))
+        partner_sq = paddle.index_add(paddle.zeros([n], key_sq.dtype), rows, 0, paddle.gather(key_sq, cols) * share)
+        return partner, partner_sq
     return paddle.matmul(weight, keys), paddle.matmul(weight, key_sq.unsqueeze(1)).squeeze(1)
 
 
