@@ -126,13 +126,16 @@ def miner_step(spec, s):
 
 
 def predict_ref(case, s, calib, prev):
-    """Predicted seconds of one reference call and its largest intermediates' bytes."""
+    """Predicted seconds of one reference call (None if nothing to predict from) and its largest
+    intermediates' bytes."""
     model = case.model
     quad = model.quad(s, calib)
     t = quad
     if prev is not None:
         b0, t0, quad0 = prev
         t += max(t0 - quad0, 0.0) * (s.B / b0) ** model.exp
+    elif quad == 0:
+        t = None
     return t, model.mem(s)
 
 
@@ -230,7 +233,7 @@ class Worker:
         self.emit(row)
 
     def run_ref(self, case, s, row):
-        key = (case.label, s.D, s.M)
+        key = (case.label, s.D, s.M if case.floor == "memory" else 0)  # a head's C changes with B
         predicted, mem = predict_ref(case, s, self.calib, self.prev_ref.get(key))
         row["ref_predicted_s"] = predicted
         limit = self.cfg.get("ref_max_batch")
@@ -241,7 +244,7 @@ class Worker:
             row.update(ref_status="skipped", ref_s=predicted,
                        ref_note=f"needs ≈{mem / 2**30:.0f} GiB ({case.model.why})")
             return
-        if predicted > self.cfg["ref_budget"]:
+        if predicted is not None and predicted > self.cfg["ref_budget"]:
             row.update(ref_status="skipped", ref_s=predicted, ref_note=f"est. ({case.model.why})")
             return
         try:
