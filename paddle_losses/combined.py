@@ -50,7 +50,7 @@ class CombinedLoss(nn.Layer):
             cls = get_loss(name)
             try:
                 losses.append(cls(**params))
-            except (ValueError, TypeError, AssertionError, KeyError) as exc:  # ConfigError included
+            except (ValueError, TypeError, AssertionError, KeyError, DeprecationWarning) as exc:  # ConfigError too
                 where = f"{entry_path}.{name}"
                 msg = str(exc)
                 raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from exc

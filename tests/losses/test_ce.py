@@ -195,7 +195,7 @@ def test_registry_and_config_build_celoss():
 def test_mixceloss_cannot_be_built():
     with pytest.raises(DeprecationWarning, match="CELoss"):
         MixCELoss()
-    with pytest.raises(DeprecationWarning):
+    with pytest.raises(pl.ConfigError, match=r'^Loss.Train\[0\].MixCELoss: "MixCELoss" is deprecated'):
         pl.build_loss([{"MixCELoss": {"weight": 1.0}}])
 
 
