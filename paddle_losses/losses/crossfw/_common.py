@@ -1,4 +1,6 @@
 """Shared plumbing of the cross-framework losses: reading the batch and resolving miners/distances."""
+import paddle.nn as nn
+
 from ...functional import miners as M
 from ...functional.distances import build_distance
 from ...inputs import check_features, check_labels, pick
@@ -41,3 +43,23 @@ def explicit_triplets(miner, x, labels, owner):
     if isinstance(sel, M.TripletWindow):
         sel = M.expand_window(sel)
     return sel.indices()
+
+
+class MinedPairLoss(nn.Layer):
+    """Base of the pair-based losses: a distance (``distance`` spec, else ``default_distance``), an optional
+    pair miner, and the ``[N, N]`` matrix plus positive/negative pair masks of a batch."""
+
+    default_distance = "LpDistance"
+
+    def _setup(self, distance, miner, feature_from):
+        self.distance, self.miner = resolve(distance, self.default_distance, miner, type(self).__name__)
+        self.feature_from = feature_from
+
+    def _batch(self, input, target):
+        name = type(self).__name__
+        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
+        pos, neg = pair_masks(self.miner, x, labels, name)
+        return self._matrix(x), pos, neg
+
+    def _matrix(self, x):
+        return self.distance(x)

@@ -7,30 +7,19 @@ from typing import Literal, Optional, Union
 
 import numpy as np
 import paddle
-import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ...functional.masked_lse import masked_logsumexp
 from ...functional.reducers import check_reducer, reduce_elements
 from ...registry import register_loss
-from ._common import embeddings_and_labels, pair_masks, resolve
+from ._common import MinedPairLoss
 
 _Spec = Optional[Union[str, dict]]
 _ELEMENT_REDUCERS = Literal["AvgNonZeroReducer", "MeanReducer", "SumReducer"]
 
 
-class _PairLoss(nn.Layer):
+class _PairLoss(MinedPairLoss):
     default_distance = "LpDistance"
-
-    def _setup(self, distance, miner, feature_from):
-        self.distance, self.miner = resolve(distance, self.default_distance, miner, type(self).__name__)
-        self.feature_from = feature_from
-
-    def _batch(self, input, target):
-        name = type(self).__name__
-        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
-        pos, neg = pair_masks(self.miner, x, labels, name)
-        return self.distance(x), pos, neg
 
 
 @register_loss

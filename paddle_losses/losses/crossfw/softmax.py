@@ -3,12 +3,11 @@ from typing import Literal, Optional, Union
 
 import numpy as np
 import paddle
-import paddle.nn as nn
 
 from ...functional.masked_lse import masked_logsumexp
 from ...functional.reducers import check_reducer, reduce_elements
 from ...registry import register_loss
-from ._common import embeddings_and_labels, pair_masks, resolve
+from ._common import MinedPairLoss, embeddings_and_labels
 
 _Spec = Optional[Union[str, dict]]
 
@@ -17,19 +16,12 @@ def _tiny(dtype):
     return float(np.finfo(np.float64 if dtype == paddle.float64 else np.float32).tiny)
 
 
-class _SimilarityLoss(nn.Layer):
+class _SimilarityLoss(MinedPairLoss):
     default_distance = "CosineSimilarity"
 
-    def _setup(self, distance, miner, feature_from):
-        self.distance, self.miner = resolve(distance, self.default_distance, miner, type(self).__name__)
-        self.feature_from = feature_from
-
-    def _batch(self, input, target):
-        name = type(self).__name__
-        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
-        pos, neg = pair_masks(self.miner, x, labels, name)
+    def _matrix(self, x):
         # PML negates a distance so that larger always means closer here
-        return -self.distance.as_distance(self.distance(x)), pos, neg
+        return -self.distance.as_distance(self.distance(x))
 
 
 @register_loss
