@@ -101,8 +101,25 @@ class PMLTripletMarginLoss(nn.Layer):
         return {name: reduce_elements(losses, self.reducer)}
 
 
+class _ExplicitTripletLoss(nn.Layer):
+    """Base of the losses over explicit mined triplets: a triplet miner (default ``BatchHardMiner``) and the
+    gathered ``(anchors, positives, negatives)`` rows of a batch."""
+
+    def _setup_triplet_miner(self, miner, feature_from):
+        name = type(self).__name__
+        _, self.miner = resolve(None, "LpDistance", miner or {"name": "BatchHardMiner"}, name)
+        _reject_pair_miner(self.miner, name)
+        self.feature_from = feature_from
+
+    def _mined_triplets(self, input, target):
+        name = type(self).__name__
+        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
+        a, p, n = explicit_triplets(self.miner, x, labels, name)
+        return paddle.gather(x, a), paddle.gather(x, p), paddle.gather(x, n)
+
+
 @register_loss
-class MinedTripletMarginLoss(nn.Layer):
+class MinedTripletMarginLoss(_ExplicitTripletLoss):
     """``torch.nn.TripletMarginLoss`` / ``paddle.nn.TripletMarginLoss`` on triplets mined from the batch.
 
     A miner (default ``BatchHardMiner``: farthest positive, closest negative per anchor, on normalised L2)
@@ -131,21 +148,16 @@ class MinedTripletMarginLoss(nn.Layer):
             raise ValueError(f"{name}: p must be > 0, got {p!r}")
         self.margin, self.p, self.eps = float(margin), float(p), float(eps)
         self.swap, self.reduction = bool(swap), reduction
-        _, self.miner = resolve(None, "LpDistance", miner or {"name": "BatchHardMiner"}, name)
-        _reject_pair_miner(self.miner, name)
-        self.feature_from = feature_from
+        self._setup_triplet_miner(miner, feature_from)
 
     def forward(self, input, target):
-        name = type(self).__name__
-        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
-        a, p, n = explicit_triplets(self.miner, x, labels, name)
-        losses = triplet_margin_loss(paddle.gather(x, a), paddle.gather(x, p), paddle.gather(x, n), self.margin,
-                                     self.p, self.eps, self.swap, reduction="none")
-        return {name: _empty_mean(losses, self.reduction)}
+        losses = triplet_margin_loss(*self._mined_triplets(input, target), self.margin, self.p, self.eps,
+                                     self.swap, reduction="none")
+        return {type(self).__name__: _empty_mean(losses, self.reduction)}
 
 
 @register_loss
-class SquaredL2TripletLoss(nn.Layer):
+class SquaredL2TripletLoss(_ExplicitTripletLoss):
     """The Keras/TF-tutorial (FaceNet) triplet loss on squared Euclidean distances, over mined triplets.
 
     ``l = max(0, alpha + ‖a - p‖² - ‖a - n‖²)`` on the raw features (no root, no eps, no normalisation);
@@ -167,14 +179,8 @@ class SquaredL2TripletLoss(nn.Layer):
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.alpha, self.reduction = float(alpha), reduction
-        _, self.miner = resolve(None, "LpDistance", miner or {"name": "BatchHardMiner"}, name)
-        _reject_pair_miner(self.miner, name)
-        self.feature_from = feature_from
+        self._setup_triplet_miner(miner, feature_from)
 
     def forward(self, input, target):
-        name = type(self).__name__
-        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
-        a, p, n = explicit_triplets(self.miner, x, labels, name)
-        losses = squared_l2_triplet_loss(paddle.gather(x, a), paddle.gather(x, p), paddle.gather(x, n),
-                                         self.alpha, reduction="none")
-        return {name: _empty_mean(losses, self.reduction)}
+        losses = squared_l2_triplet_loss(*self._mined_triplets(input, target), self.alpha, reduction="none")
+        return {type(self).__name__: _empty_mean(losses, self.reduction)}
