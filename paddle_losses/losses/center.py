@@ -17,7 +17,8 @@ class CenterLoss(nn.Layer):
     Math: ``d_ij = ||x_i||² + ||c_j||² − 2·x_i·c_j`` (``[N, C]``), ``mask_ij = [y_i = j]``,
     ``loss = Σ_ij clip(d_ij·mask_ij, 1e-12, 1e12) / N``. The clip comes after the mask, so every masked-out
     entry adds 1e-12: the loss carries a constant ``(C − 1)·1e-12`` (PaddleClas quirk, kept; numerically
-    negligible, no gradient).
+    negligible, no gradient). Only the entry ``j = y_i`` of each row survives the mask, so it is computed
+    per row from the gathered center: ``O(N·D)`` time and memory, no ``[N, C]`` matrix (same values).
 
     Args:
         num_classes: C. feat_dim: D.
@@ -74,18 +75,21 @@ class CenterLoss(nn.Layer):
         if self.center_update:
             # A copy: the in-place update below must not touch what backward reads for the feature gradient.
             centers = centers.detach().clone()
-        mask = (ids.unsqueeze(1) == paddle.arange(self.num_classes, dtype=ids.dtype)).astype(x.dtype)
-        dist = ((x * x).sum(axis=1, keepdim=True) + (centers * centers).sum(axis=1).unsqueeze(0)
-                - 2.0 * paddle.matmul(x, centers, transpose_y=True))
+        # Only the label column of each row is unmasked, so the [N, C] distance matrix is never needed:
+        # the N own-center distances are computed directly and every masked-out entry's clip adds the
+        # constant 1e-12 (no gradient).
+        own = paddle.gather(centers, ids)
+        dist = (x * x).sum(axis=1) + (own * own).sum(axis=1) - 2.0 * (x * own).sum(axis=1)
         n = x.shape[0] if x.shape[0] > 0 else paddle.shape(x)[0].astype(x.dtype)  # unknown while tracing
-        loss = paddle.clip(dist * mask, min=_CLIP_MIN, max=_CLIP_MAX).sum() / n
+        loss = paddle.clip(dist, min=_CLIP_MIN, max=_CLIP_MAX).sum() / n + (self.num_classes - 1) * _CLIP_MIN
         if self.center_update and self.training:
-            self._move_centers(x.detach(), mask)
+            self._move_centers(x.detach(), ids)
         return {"CenterLoss": loss}
 
-    def _move_centers(self, x, mask):
+    def _move_centers(self, x, ids):
         """Wen et al.'s update: ``c_j ← c_j − α·(n_j·c_j − Σ_{y_i=j} x_i) / (1 + n_j)``."""
         with paddle.no_grad():
+            mask = paddle.nn.functional.one_hot(ids, self.num_classes).astype(x.dtype)
             centers = self.centers.astype(x.dtype)
             counts = mask.sum(axis=0).unsqueeze(1)                     # [C, 1]
             sums = paddle.matmul(mask, x, transpose_x=True)            # [C, D]
