@@ -27,3 +27,15 @@ def reduce(values, reduction, valid=None):
     if reduction == "none":
         return values
     raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def row_sum(values, keepdim=False):
+    """``Σ_j values_ij`` of a 2-D float matrix, as a product with a ones vector.
+
+    Same values as ``values.sum(axis=1)`` up to summation order; Paddle's CPU reduction along the last
+    axis costs 4–6× a matrix-vector product over the same matrix (45 µs vs 7 µs at 256², 14 ms vs 3 ms at
+    4096², one thread), and row sums over the ``[N, M]`` matrix are on every contrastive loss's path.
+    """
+    ones = paddle.ones_like(values[:1]).reshape([-1, 1])  # [M, 1], also when M is unknown while tracing
+    out = paddle.matmul(values, ones)
+    return out if keepdim else out.squeeze(1)

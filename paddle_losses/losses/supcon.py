@@ -8,6 +8,7 @@ from ..errors import InputError
 from ..functional.masks import same_label
 from ..functional.normalize import l2_normalize
 from ..functional.reduce import masked_mean
+from ..functional.supcon import supcon_rows
 from ..inputs import check_features, check_finite, check_labels, pick
 from ..registry import register_loss
 
@@ -18,39 +19,10 @@ def view_major(x):
     return x.transpose([1, 0, 2]).reshape([-1, d])
 
 
-def supcon_rows(anchor, contrast, positive, temperature, base_temperature, mask_dtype=None):
-    """Per-anchor SupCon loss ``−(T/T_base)·mean_{k∈P(r)} log p_rk``.
-
-    ``anchor [A, D]`` are the first ``A`` rows of ``contrast [K, D]`` (so anchor ``r`` is contrast row ``r``
-    and the pair ``(r, r)`` is excluded); ``positive [A, K]`` weights the positives (0/1 or soft).
-    ``log p_rk = z_rk − ln Σ_{k'≠r} exp z_rk'`` with ``z = anchor·contrastᵀ/T`` shifted by its detached row
-    maximum (for stability; it cancels). ``mask_dtype`` is the dtype of the self-exclusion mask (SoftSupCon's
-    float64 promotion).
-
-    Returns ``(rows [A], valid [A])``: anchors whose positive weights sum to 0 get 0 and ``valid=False``.
-    """
-    a, k = anchor.shape[0], contrast.shape[0]
-    logits = paddle.matmul(anchor, contrast, transpose_y=True) / temperature
-    with paddle.no_grad():
-        row_max = logits.max(axis=1, keepdim=True)
-    logits = logits - row_max
-    if mask_dtype is not None and mask_dtype != logits.dtype:
-        logits, positive = logits.astype(mask_dtype), positive.astype(mask_dtype)
-    not_self = 1.0 - paddle.eye(a, k, dtype=logits.dtype)
-    positive = positive * not_self
-    log_prob = logits - paddle.log((paddle.exp(logits) * not_self).sum(axis=1, keepdim=True))
-    weight = positive.sum(axis=1)
-    valid = weight > 0
-    mean_log_prob = (positive * log_prob).sum(axis=1) / paddle.where(valid, weight, paddle.ones_like(weight))
-    rows = -(temperature / base_temperature) * mean_log_prob
-    return paddle.where(valid, rows, paddle.zeros_like(rows)), valid
-
-
-def _anchors(contrast, num_ids, contrast_mode):
-    """Anchor rows and their count per identity: all views (``'all'``) or view 0 only (``'one'``)."""
-    if contrast_mode == "all":
-        return contrast, contrast.shape[0] // num_ids
-    return contrast[:num_ids], 1
+def _anchor_views(views, contrast_mode):
+    """Views per identity that serve as anchors: all (``'all'``) or view 0 only (``'one'``); the anchors are
+    the first rows of the view-major contrast set."""
+    return views if contrast_mode == "all" else 1
 
 
 @register_loss
@@ -110,9 +82,10 @@ class SupConLoss(nn.Layer):
             x = l2_normalize(x, "add", axis=1)
         contrast = view_major(x.reshape([num_ids, self.views, d]))
         positive = self._identity_mask(labels, mask, n, num_ids, x.dtype)
-        anchor, anchor_views = _anchors(contrast, num_ids, self.contrast_mode)
+        anchor_views = _anchor_views(self.views, self.contrast_mode)
         positive = paddle.tile(positive, [anchor_views, self.views])
-        rows, valid = supcon_rows(anchor, contrast, positive, self.temperature, self.base_temperature)
+        rows, valid = supcon_rows(contrast, anchor_views * num_ids, positive, self.temperature,
+                                  self.base_temperature)
         return {"SupConLoss": masked_mean(rows, valid)}
 
     def _identity_mask(self, labels, mask, n, num_ids, dtype):
@@ -138,8 +111,9 @@ class SoftSupConLoss(nn.Layer):
     Math: for ``feat [B, V, D]`` (V = 2 in CCSSL: two strong augmentations; no normalisation inside),
     pseudo-labels ``l`` and confidences ``p``: ``M_ab = [l_a = l_b]·p_a·p_b`` tiled over the views, and
     ``ℓ_r = −(T/T_base)·Σ_k M_rk log p_rk / Σ_k M_rk`` (self-pair excluded) as in SupConLoss.
-    The self-exclusion mask is float64, as in PaddleClas, so the loss is **float64** (kept: the golden
-    values are float64; the gradient to ``feat`` stays float32).
+    The loss is **float64**, as in PaddleClas (whose float64 self-exclusion mask promotes the whole
+    ``[V·B, V·B]`` computation); here that computation runs in ``feat``'s dtype and only the per-anchor rows
+    are cast (same values to float32 rounding, a third of the memory; the gradient to ``feat`` is float32).
 
     Args:
         temperature: T. base_temperature: T_base. contrast_mode: ``'all'`` or ``'one'`` (view 0 anchors).
@@ -192,10 +166,10 @@ class SoftSupConLoss(nn.Layer):
         probs = probs.astype(feat.dtype)
         weights = same_label(ids).astype(feat.dtype) * probs.unsqueeze(1) * probs.unsqueeze(0)
         contrast = view_major(feat)
-        anchor, anchor_views = _anchors(contrast, b, self.contrast_mode)
+        anchor_views = _anchor_views(v, self.contrast_mode)
         positive = paddle.tile(weights, [anchor_views, v])
-        rows, valid = supcon_rows(anchor, contrast, positive, self.temperature, self.base_temperature,
-                                  mask_dtype="float64")
+        rows, valid = supcon_rows(contrast, anchor_views * b, positive, self.temperature, self.base_temperature)
+        rows = rows.astype("float64")
         if reduction == "mean":
             return {"SoftSupConLoss": masked_mean(rows, valid)}
         return {"SoftSupConLoss": rows.reshape([anchor_views, b])}
