@@ -1,0 +1,157 @@
+"""EmlLoss's per-row statistics over squared distances, with a hand-written backward that keeps memory low.
+
+Plain autograd over ``q = squared_euclidean(x)`` keeps every ``B × B`` intermediate of the chain (the
+distance matrix, masked copies, exponentials, float masks) alive for the backward pass. Here the forward
+runs without a graph and keeps only ``q`` and a bool gate; the backward rebuilds the exponentials from ``q``
+and the saved row statistics, writes ``dL/dq`` analytically into one buffer (the negative side reuses
+``q``'s storage) and maps it to ``x`` with one matmul. Peak: about three ``B × B`` float matrices plus a
+few bool masks, instead of about thirteen.
+"""
+import paddle
+from paddle.autograd import PyLayer
+
+
+def _inplace(tensor, op, *args):
+    """``op`` applied to ``tensor``, overwriting it in eager mode (saves a ``B × B`` buffer per step).
+
+    A traced graph (``paddle.jit.to_static``) has no in-place ops: there the out-of-place op is used.
+    """
+    if paddle.in_dynamic_mode():
+        return getattr(tensor, op + "_")(*args)
+    return getattr(paddle, op)(tensor, *args)
+
+
+def _zero(dtype):
+    # Comparing with a Python 0 materialises a full B × B float tensor of zeros; a 0-d tensor broadcasts.
+    return paddle.zeros([], dtype=dtype)
+
+
+def _zero_diagonal(matrix):
+    if paddle.in_dynamic_mode():
+        return matrix.fill_diagonal_(0.0)
+    return matrix * (1.0 - paddle.eye(matrix.shape[0], dtype=matrix.dtype))
+
+
+def _gated_squared_distances(x):
+    """``(q, blocked)``: ``q`` equal to ``pairwise.squared_euclidean(x)`` (same rounding), and the bool mask
+    of the off-diagonal entries whose gradient that function's clip at 0 blocks (None if there are none, in
+    eager mode; the diagonal's gradient is blocked separately).
+    """
+    xx = (x * x).sum(axis=1, keepdim=True)
+    q = _inplace(paddle.matmul(x, x, transpose_y=True), "scale", -2.0)
+    # (xx + xxᵀ) + (-2·x·xᵀ) rounds exactly as squared_euclidean's (xx + xxᵀ) - 2·x·xᵀ.
+    q = _inplace(q, "add", xx + xx.t())
+    # paddle.clip passes the gradient at exactly 0 and blocks it below (only near-duplicate rows go below).
+    blocked = q < _zero(q.dtype)
+    if paddle.in_dynamic_mode() and not bool(blocked.any()):
+        blocked = None
+    return _zero_diagonal(_inplace(q, "clip", 0.0, None)), blocked
+
+
+def _pos_forward(q, pos):
+    """``(pmax, pm, count)`` over ``pos`` (each ``[N]``; 0, 0, 0 for a row without candidates)."""
+    mask = pos.astype(q.dtype)
+    count = mask.sum(axis=1)
+    # q >= 0, so zeroing the other entries keeps the masked row maximum (and gives 0 without candidates).
+    d = q * mask
+    pmax = d.max(axis=1)
+    # Every entry is <= 0 after the shift, so exp cannot overflow; the mask then zeroes the non-candidates.
+    d = _inplace(_inplace(_inplace(d, "subtract", pmax.unsqueeze(1)), "exp"), "multiply", mask)
+    return pmax, d.sum(axis=1) / paddle.clip(count, min=1.0), count
+
+
+def _neg_forward(q, neg):
+    """``(nmin, nm, count)`` over ``neg`` (each ``[N]``; 0, 0, 0 for a row without candidates)."""
+    mask = neg.astype(q.dtype)
+    count = mask.sum(axis=1)
+    # Non-candidates are lifted above every q (by more than max q); candidates stay exact (q + 0).
+    lift = q.max() + 1.0
+    d = _inplace(_inplace(paddle.scale(mask, -1.0, 1.0), "multiply", lift), "add", q)
+    nmin = paddle.where(neg.any(axis=1), d.min(axis=1), _zero(q.dtype))
+    # nmin - q on candidates; below nmin - lift < 0 elsewhere: exp cannot overflow.
+    d = _inplace(_inplace(d, "scale", -1.0), "add", nmin.unsqueeze(1))
+    d = _inplace(_inplace(d, "exp"), "multiply", mask)
+    return nmin, d.sum(axis=1) / paddle.clip(count, min=1.0), count
+
+
+def _side_gradient(d, mask, count, mean_exp, grad_ext, grad_mean, sign):
+    """``dL/dq`` of one side, written over ``d`` = ``sign·(q - ext)`` (``<= 0`` on the candidates).
+
+    With ``E = exp(d)`` on the candidates, ``mean_exp = mean E``, ``∂mean_exp_i/∂q_ij = sign·E_ij /
+    count_i`` and ``∂mean_exp_i/∂ext_i = -sign·mean_exp_i``. The gradient reaching ``ext_i`` (directly and
+    through ``mean_exp``) is shared equally by the row's candidates equal to ``ext_i`` (``d = 0``), as
+    paddle.max does.
+    """
+    d = _inplace(d, "clip", None, 0.0)  # keeps exp finite on the non-candidates (zeroed below)
+    tie = paddle.logical_and(d == _zero(d.dtype), mask)
+    weight = mask.astype(d.dtype)
+    d = _inplace(_inplace(d, "exp"), "multiply", weight)
+    del weight
+    d = _inplace(d, "multiply", (sign * grad_mean / paddle.clip(count, min=1.0)).unsqueeze(1))
+    share = tie.astype(d.dtype)
+    del tie
+    per_tie = (grad_ext - sign * grad_mean * mean_exp) / paddle.clip(share.sum(axis=1), min=1.0)
+    return _inplace(d, "add", _inplace(share, "multiply", per_tie.unsqueeze(1)))
+
+
+class _EmlStatistics(PyLayer):
+    """``(pmax, nmin, pm, nm)`` of :func:`eml_statistics`; saves ``x``, ``q``, the masks and row vectors."""
+
+    @staticmethod
+    def forward(ctx, x, pos, neg):
+        q, blocked = _gated_squared_distances(x)
+        pmax, pm, pos_count = _pos_forward(q, pos)
+        nmin, nm, neg_count = _neg_forward(q, neg)
+        ctx.blocked = blocked is not None
+        saved = (x, q, pos, neg, pmax, pm, pos_count, nmin, nm, neg_count)
+        ctx.save_for_backward(*(saved + (blocked,) if ctx.blocked else saved))
+        return pmax, nmin, pm, nm
+
+    @staticmethod
+    def backward(ctx, grad_pmax, grad_nmin, grad_pm, grad_nm):
+        x, q, pos, neg, pmax, pm, pos_count, nmin, nm, neg_count, *blocked = ctx.saved_tensor()
+        zero = paddle.zeros_like(pmax)
+        grad_pmax, grad_nmin, grad_pm, grad_nm = (zero if g is None else g
+                                                  for g in (grad_pmax, grad_nmin, grad_pm, grad_nm))
+        dq = _side_gradient(q - pmax.unsqueeze(1), pos, pos_count, pm, grad_pmax, grad_pm, 1.0)
+        # nmin - q: the last use of q overwrites its storage. (A second backward through the same graph
+        # cannot happen: Paddle 3.3.1 crashes on any PyLayer backward run twice with retain_graph.)
+        d = _inplace(_inplace(q, "scale", -1.0), "add", nmin.unsqueeze(1))
+        dq = _inplace(dq, "add", _side_gradient(d, neg, neg_count, nm, grad_nmin, grad_nm, -1.0))
+        del d
+        if blocked:
+            dq = _inplace(dq, "masked_fill", blocked[0], 0.0)
+        dq = _zero_diagonal(dq)
+        # q_ij = |x_i|² + |x_j|² - 2 x_i·x_j  =>  dx = 2 (rowsum(G) x - G x) with G = dq + dqᵀ.
+        # dqᵀ is a view of dq in eager mode: materialise it before adding it into dq.
+        dq = _inplace(dq, "add", dq.t().contiguous() if paddle.in_dynamic_mode() else dq.t())
+        dx = 2.0 * (dq.sum(axis=1, keepdim=True) * x - paddle.matmul(dq, x))
+        return dx, None, None
+
+
+def eml_statistics(x, pos, neg):
+    """EmlLoss's row statistics over ``q_ij = ||x_i - x_j||²``, with a low-memory custom backward.
+
+    Math (``q`` as :func:`~paddle_losses.functional.pairwise.squared_euclidean`: diagonal exactly 0,
+    clamped at 0)::
+
+        pmax_i = max_{pos_ij} q_ij,   pm_i = mean_{pos_ij} exp(q_ij - pmax_i)
+        nmin_i = min_{neg_ij} q_ij,   nm_i = mean_{neg_ij} exp(nmin_i - q_ij)
+
+    A row without candidates gets ``pmax = pm = 0`` (``nmin = nm = 0``) and passes no gradient through
+    them. Gradients w.r.t. ``x`` flow through all four, the extrema included (shared equally by tied
+    entries, as ``paddle.max`` does); values and gradients equal plain autograd through
+    ``squared_euclidean`` + ``mining.hardest`` + masked ``exp`` means up to rounding. The backward pass
+    builds ``dL/dq`` analytically and returns ``2·(rowsum(G)·x - G·x)`` with ``G = dL/dq + dL/dqᵀ``; only
+    ``q`` and a bool gate are kept between forward and backward. Not differentiable twice.
+
+    Args:
+        x: ``[N, D]`` float32 or float64 features.
+        pos, neg: ``[N, N]`` bool candidate masks (they may overlap and may include the diagonal, whose
+            ``q`` is 0 and gets no gradient).
+
+    Returns:
+        ``(pmax, nmin, pm, nm, has_pos, has_neg)``, each ``[N]``; ``has_*`` are bool.
+    """
+    pmax, nmin, pm, nm = _EmlStatistics.apply(x, pos, neg)
+    return pmax, nmin, pm, nm, pos.any(axis=1), neg.any(axis=1)
