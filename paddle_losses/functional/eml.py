@@ -2,10 +2,14 @@
 
 Plain autograd over ``q = squared_euclidean(x)`` keeps every ``B × B`` intermediate of the chain (the
 distance matrix, masked copies, exponentials, float masks) alive for the backward pass. Here the forward
-runs without a graph and keeps only ``q`` and a bool gate; the backward rebuilds the exponentials from ``q``
-and the saved row statistics, writes ``dL/dq`` analytically into one buffer (the negative side reuses
-``q``'s storage) and maps it to ``x`` with one matmul. Peak: about three ``B × B`` float matrices plus a
-few bool masks, instead of about thirteen.
+runs without a graph and keeps only ``q`` (plus, when near-duplicate rows make the clip at 0 active, a bool
+gate); the backward rebuilds the exponentials from ``q`` and the saved row statistics, writes ``dL/dq``
+analytically (the negative side reuses ``q``'s storage) and maps it to ``x`` with one matmul. At most three
+``B × B`` float matrices are alive at once, plus the bool masks (measured at B = 4096, D = 512: 4.2 times
+one float32 ``B × B`` matrix for EmlLoss forward + backward, against 13.7 with plain autograd).
+
+Masks are applied by multiplying with 0/1 float masks rather than ``where``/``masked_fill`` (several times
+slower on CPU), and after ``exp``: Paddle's CPU ``exp`` returns a subnormal, not 0, for ``-inf``.
 """
 import paddle
 from paddle.autograd import PyLayer
@@ -38,9 +42,14 @@ def _gated_squared_distances(x):
     eager mode; the diagonal's gradient is blocked separately).
     """
     xx = (x * x).sum(axis=1, keepdim=True)
+    ones = paddle.ones_like(xx)
+    # xx_i + xx_j as the rank-2 product [xx, 1]·[1, xx]ᵀ: each entry is one exact sum (products by 1 are
+    # exact), and the matmul is about twice as fast as the broadcast addition on CPU.
+    norms = paddle.matmul(paddle.concat([xx, ones], axis=1), paddle.concat([ones, xx], axis=1), transpose_y=True)
     q = _inplace(paddle.matmul(x, x, transpose_y=True), "scale", -2.0)
     # (xx + xxᵀ) + (-2·x·xᵀ) rounds exactly as squared_euclidean's (xx + xxᵀ) - 2·x·xᵀ.
-    q = _inplace(q, "add", xx + xx.t())
+    q = _inplace(q, "add", norms)
+    del norms
     # paddle.clip passes the gradient at exactly 0 and blocks it below (only near-duplicate rows go below).
     blocked = q < _zero(q.dtype)
     if paddle.in_dynamic_mode() and not bool(blocked.any()):
