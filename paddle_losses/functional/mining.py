@@ -12,6 +12,8 @@ selected entries only:
 
 Rows without any candidate are reported in ``valid`` and get the value 0 (still connected to the graph).
 """
+from typing import NamedTuple
+
 import paddle
 from paddle.autograd import PyLayer
 
@@ -131,28 +133,56 @@ def _select(scores, excluded, largest, ties):
 def _partners(keys, key_sq, index, weight):
     """Key rows (and squared norms) paired with each anchor: the selected row, or the tie-weighted mean."""
     if weight is None:
-        return paddle.gather(keys, index), paddle.gather(key_sq, index)
+        return paddle.gather(keys, index), None if key_sq is None else paddle.gather(key_sq, index)
     if isinstance(weight, tuple):
         rows, cols, share = weight
         n = index.shape[0]
         partner = paddle.index_add(paddle.zeros([n, keys.shape[1]], keys.dtype), rows, 0,
                                    paddle.gather(keys, cols) * share.unsqueeze(1))
+        if key_sq is None:
+            return partner, None
         partner_sq = paddle.index_add(paddle.zeros([n], key_sq.dtype), rows, 0, paddle.gather(key_sq, cols) * share)
         return partner, partner_sq
+    if key_sq is None:
+        return paddle.matmul(weight, keys), None
     return paddle.matmul(weight, keys), paddle.matmul(weight, key_sq.unsqueeze(1)).squeeze(1)
 
 
-def _pair_values(x, partner, partner_sq, metric):
+def _pair_values(x, partner, partner_sq, metric, single):
+    if metric == "sqeuclidean" and single:
+        # One partner per anchor: the explicit sum of squared differences, which is what PaddleClas's
+        # [N, N, D] difference tensor computes, in fewer ops than the Gram form below.
+        diff = x - partner
+        return (diff * diff).sum(axis=1)
     dot = (x * partner).sum(axis=1)
     if metric == "dot":
         return dot
+    # Tie-weighted partner means need the Gram form: Σ_k w_k ||x - k||² = ||x||² + Σ_k w_k ||k||² - 2 x·Σ_k w_k k.
     d2 = (x * x).sum(axis=1) + partner_sq - 2.0 * dot
     if metric == "sqeuclidean":
         return paddle.clip(d2, min=0.0)
     return paddle.sqrt(paddle.clip(d2, min=1e-12))
 
 
-def hardest_pairs(x, pos, neg, metric, keys=None, ties="split"):
+class Candidates(NamedTuple):
+    """Which keys each anchor may pick, in the form the selection consumes; build it once per mask pair
+    with :meth:`from_masks` and reuse it while the masks stay the same (e.g. a fixed batch layout)."""
+
+    pos_excluded: paddle.Tensor  # [N, M] bool, True where a key is not a positive candidate
+    neg_excluded: paddle.Tensor  # [N, M] bool, True where a key is not a negative candidate
+    has_pos: paddle.Tensor       # [N] bool
+    has_neg: paddle.Tensor       # [N] bool
+
+    @classmethod
+    def from_masks(cls, pos, neg=None):
+        """From ``[N, M]`` candidate masks; ``neg=None`` means every non-positive key."""
+        with paddle.no_grad():
+            if neg is None:
+                return cls(paddle.logical_not(pos), pos, pos.any(axis=1), paddle.logical_not(pos.all(axis=1)))
+            return cls(paddle.logical_not(pos), paddle.logical_not(neg), pos.any(axis=1), neg.any(axis=1))
+
+
+def hardest_pairs(x, pos, neg, metric, keys=None, ties="split", candidates=None):
     """Hardest positive and negative of every anchor, mined without gradient, values recomputed with one.
 
     Same values and gradients as mining ``hardest`` over the full pairwise matrix of ``metric``
@@ -170,6 +200,7 @@ def hardest_pairs(x, pos, neg, metric, keys=None, ties="split"):
             positive = farthest).
         keys: ``[M, D]`` keys; ``None`` means ``x`` itself (gradient flows through both ends of a pair).
         ties: ``"split"`` or ``"first"``.
+        candidates: a prebuilt :class:`Candidates` of ``(pos, neg)``; then ``pos`` and ``neg`` are not read.
 
     Returns:
         ``(ap, an, valid_pos, valid_neg)``, each ``[N]``; values are 0 where a row has no candidate.
@@ -179,18 +210,18 @@ def hardest_pairs(x, pos, neg, metric, keys=None, ties="split"):
     if ties not in ("split", "first"):
         raise ValueError(f"ties must be 'split' or 'first', got {ties!r}")
     keys = x if keys is None else keys
+    c = Candidates.from_masks(pos, neg) if candidates is None else candidates
     with paddle.no_grad():
         scores = _mining_scores(x.detach(), keys.detach(), metric)
         similar = metric == "dot"
-        pos_index, pos_weight = _select(scores, paddle.logical_not(pos), largest=not similar, ties=ties)
-        neg_excluded = pos if neg is None else paddle.logical_not(neg)
-        neg_index, neg_weight = _select(scores, neg_excluded, largest=similar, ties=ties)
-        valid_pos = pos.any(axis=1)
-        valid_neg = paddle.logical_not(pos.all(axis=1)) if neg is None else neg.any(axis=1)
-    key_sq = (keys * keys).sum(axis=1)
+        pos_index, pos_weight = _select(scores, c.pos_excluded, largest=not similar, ties=ties)
+        neg_index, neg_weight = _select(scores, c.neg_excluded, largest=similar, ties=ties)
+    needs_sq = metric != "dot" and (pos_weight is not None or neg_weight is not None
+                                    or metric == "euclidean")
+    key_sq = (keys * keys).sum(axis=1) if needs_sq else None
     out = []
-    for index, weight, valid in ((pos_index, pos_weight, valid_pos), (neg_index, neg_weight, valid_neg)):
-        value = _pair_values(x, *_partners(keys, key_sq, index, weight), metric)
+    for index, weight, valid in ((pos_index, pos_weight, c.has_pos), (neg_index, neg_weight, c.has_neg)):
+        value = _pair_values(x, *_partners(keys, key_sq, index, weight), metric, single=weight is None)
         out.append((paddle.where(valid, value, paddle.zeros_like(value)), valid))
     (ap, vp), (an, vn) = out
     return ap, an, vp, vn

@@ -8,6 +8,7 @@ gather, no ``B × B × D`` difference tensor), so the actual batch size is what 
 its own rows (PaddleClas asserts, truncates or raises; see docs/compatibility.md). A trailing partial
 group is allowed; its rows take part as long as they have a partner.
 """
+import functools
 import math
 
 import paddle
@@ -15,7 +16,7 @@ import paddle.nn.functional as F
 
 from ..errors import InputError
 from ..functional.masks import positive_negative
-from ..functional.mining import hardest, hardest_pairs, hardest_positive_negative
+from ..functional.mining import Candidates, hardest, hardest_pairs, hardest_positive_negative
 from ..functional.normalize import l2_normalize
 from ..functional.pairwise import squared_euclidean
 from ..functional.reduce import masked_mean
@@ -31,6 +32,22 @@ def group_masks(n, group_size):
     # has no CPU kernel in Paddle 3.3.1.
     not_self = rows.reshape([-1, 1]) != rows.reshape([1, -1])
     return paddle.logical_and(pos, not_self), neg
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_layout_candidates(n, group_size):
+    return Candidates.from_masks(*group_masks(n, group_size))
+
+
+def layout_candidates(n, group_size):
+    """:class:`~paddle_losses.functional.mining.Candidates` of the consecutive-groups layout.
+
+    They depend on the batch size only, so eager calls reuse them (building them is a third of a TriHard
+    step at B = 256); a traced program builds them in its graph.
+    """
+    if paddle.in_dynamic_mode():
+        return _cached_layout_candidates(int(n), int(group_size))
+    return Candidates.from_masks(*group_masks(n, group_size))
 
 
 def _check_group_params(owner, batch_size, samples_each_class):
@@ -88,8 +105,8 @@ class TriHardLoss(paddle.nn.Layer):
 
     def forward(self, input, target=None):
         x = l2_normalize(_features(input, "TriHardLoss"), "clamp")
-        pos, neg = group_masks(x.shape[0], self.samples_each_class)
-        hp, hn, has_pos, has_neg = hardest_pairs(x, pos, neg, "sqeuclidean")
+        candidates = layout_candidates(x.shape[0], self.samples_each_class)
+        hp, hn, has_pos, has_neg = hardest_pairs(x, None, None, "sqeuclidean", candidates=candidates)
         loss = masked_mean(F.relu(hp + self.margin - hn), paddle.logical_and(has_pos, has_neg))
         return {"trihardloss": loss}
 
@@ -132,10 +149,11 @@ class MSMLoss(paddle.nn.Layer):
 
     def forward(self, input, target=None):
         x = l2_normalize(_features(input, "MSMLoss"), "clamp")
-        pos, neg = group_masks(x.shape[0], self.samples_each_class)
+        candidates = layout_candidates(x.shape[0], self.samples_each_class)
         # The batch-global extreme is the extreme of the per-row extremes; hardest() over rows splits the
         # gradient between the two orientations (i, j) and (j, i) of the symmetric extreme pair.
-        row_hp, row_hn, row_has_pos, row_has_neg = hardest_pairs(x, pos, neg, "sqeuclidean")
+        row_hp, row_hn, row_has_pos, row_has_neg = hardest_pairs(x, None, None, "sqeuclidean",
+                                                                 candidates=candidates)
         hp, has_pos = hardest(row_hp.reshape([1, -1]), row_has_pos.reshape([1, -1]), "max")
         hn, has_neg = hardest(row_hn.reshape([1, -1]), row_has_neg.reshape([1, -1]), "min")
         loss = masked_mean(F.relu(hp + self.margin - hn), paddle.logical_and(has_pos, has_neg))
