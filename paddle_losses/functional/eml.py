@@ -14,15 +14,8 @@ slower on CPU), and after ``exp``: Paddle's CPU ``exp`` returns a subnormal, not
 import paddle
 from paddle.autograd import PyLayer
 
-
-def _inplace(tensor, op, *args):
-    """``op`` applied to ``tensor``, overwriting it in eager mode (saves a ``B × B`` buffer per step).
-
-    A traced graph (``paddle.jit.to_static``) has no in-place ops: there the out-of-place op is used.
-    """
-    if paddle.in_dynamic_mode():
-        return getattr(tensor, op + "_")(*args)
-    return getattr(paddle, op)(tensor, *args)
+from .inplace import inplace
+from .reduce import row_sum
 
 
 def _zero(dtype):
@@ -41,46 +34,46 @@ def _gated_squared_distances(x):
     of the off-diagonal entries whose gradient that function's clip at 0 blocks (None if there are none, in
     eager mode; the diagonal's gradient is blocked separately).
     """
-    xx = (x * x).sum(axis=1, keepdim=True)
+    xx = row_sum(x * x, keepdim=True)
     ones = paddle.ones_like(xx)
     # xx_i + xx_j as the rank-2 product [xx, 1]·[1, xx]ᵀ: each entry is one exact sum (products by 1 are
     # exact), and the matmul is about twice as fast as the broadcast addition on CPU.
     norms = paddle.matmul(paddle.concat([xx, ones], axis=1), paddle.concat([ones, xx], axis=1), transpose_y=True)
-    q = _inplace(paddle.matmul(x, x, transpose_y=True), "scale", -2.0)
+    q = inplace(paddle.matmul(x, x, transpose_y=True), "scale", -2.0)
     # (xx + xxᵀ) + (-2·x·xᵀ) rounds exactly as squared_euclidean's (xx + xxᵀ) - 2·x·xᵀ.
-    q = _inplace(q, "add", norms)
+    q = inplace(q, "add", norms)
     del norms
     # paddle.clip passes the gradient at exactly 0 and blocks it below (only near-duplicate rows go below).
     blocked = q < _zero(q.dtype)
     if paddle.in_dynamic_mode() and not bool(blocked.any()):
         blocked = None
-    return _zero_diagonal(_inplace(q, "clip", 0.0, None)), blocked
+    return _zero_diagonal(inplace(q, "clip", 0.0, None)), blocked
 
 
 def _pos_forward(q, pos):
     """``(pmax, pm, count)`` over ``pos`` (each ``[N]``; 0, 0, 0 for a row without candidates)."""
     mask = pos.astype(q.dtype)
-    count = mask.sum(axis=1)
+    count = row_sum(mask)
     # q >= 0, so zeroing the other entries keeps the masked row maximum (and gives 0 without candidates).
     d = q * mask
     pmax = d.max(axis=1)
     # Every entry is <= 0 after the shift, so exp cannot overflow; the mask then zeroes the non-candidates.
-    d = _inplace(_inplace(_inplace(d, "subtract", pmax.unsqueeze(1)), "exp"), "multiply", mask)
-    return pmax, d.sum(axis=1) / paddle.clip(count, min=1.0), count
+    d = inplace(inplace(inplace(d, "subtract", pmax.unsqueeze(1)), "exp"), "multiply", mask)
+    return pmax, row_sum(d) / paddle.clip(count, min=1.0), count
 
 
 def _neg_forward(q, neg):
     """``(nmin, nm, count)`` over ``neg`` (each ``[N]``; 0, 0, 0 for a row without candidates)."""
     mask = neg.astype(q.dtype)
-    count = mask.sum(axis=1)
+    count = row_sum(mask)
     # Non-candidates are lifted above every q (by more than max q); candidates stay exact (q + 0).
     lift = q.max() + 1.0
-    d = _inplace(_inplace(paddle.scale(mask, -1.0, 1.0), "multiply", lift), "add", q)
+    d = inplace(inplace(paddle.scale(mask, -1.0, 1.0), "multiply", lift), "add", q)
     nmin = paddle.where(neg.any(axis=1), d.min(axis=1), _zero(q.dtype))
     # nmin - q on candidates; below nmin - lift < 0 elsewhere: exp cannot overflow.
-    d = _inplace(_inplace(d, "scale", -1.0), "add", nmin.unsqueeze(1))
-    d = _inplace(_inplace(d, "exp"), "multiply", mask)
-    return nmin, d.sum(axis=1) / paddle.clip(count, min=1.0), count
+    d = inplace(inplace(d, "scale", -1.0), "add", nmin.unsqueeze(1))
+    d = inplace(inplace(d, "exp"), "multiply", mask)
+    return nmin, row_sum(d) / paddle.clip(count, min=1.0), count
 
 
 def _side_gradient(d, mask, count, mean_exp, grad_ext, grad_mean, sign):
@@ -91,16 +84,16 @@ def _side_gradient(d, mask, count, mean_exp, grad_ext, grad_mean, sign):
     through ``mean_exp``) is shared equally by the row's candidates equal to ``ext_i`` (``d = 0``), as
     paddle.max does.
     """
-    d = _inplace(d, "clip", None, 0.0)  # keeps exp finite on the non-candidates (zeroed below)
+    d = inplace(d, "clip", None, 0.0)  # keeps exp finite on the non-candidates (zeroed below)
     tie = paddle.logical_and(d == _zero(d.dtype), mask)
     weight = mask.astype(d.dtype)
-    d = _inplace(_inplace(d, "exp"), "multiply", weight)
+    d = inplace(inplace(d, "exp"), "multiply", weight)
     del weight
-    d = _inplace(d, "multiply", (sign * grad_mean / paddle.clip(count, min=1.0)).unsqueeze(1))
+    d = inplace(d, "multiply", (sign * grad_mean / paddle.clip(count, min=1.0)).unsqueeze(1))
     share = tie.astype(d.dtype)
     del tie
-    per_tie = (grad_ext - sign * grad_mean * mean_exp) / paddle.clip(share.sum(axis=1), min=1.0)
-    return _inplace(d, "add", _inplace(share, "multiply", per_tie.unsqueeze(1)))
+    per_tie = (grad_ext - sign * grad_mean * mean_exp) / paddle.clip(row_sum(share), min=1.0)
+    return inplace(d, "add", inplace(share, "multiply", per_tie.unsqueeze(1)))
 
 
 class _EmlStatistics(PyLayer):
@@ -125,16 +118,16 @@ class _EmlStatistics(PyLayer):
         dq = _side_gradient(q - pmax.unsqueeze(1), pos, pos_count, pm, grad_pmax, grad_pm, 1.0)
         # nmin - q: the last use of q overwrites its storage. (A second backward through the same graph
         # cannot happen: Paddle 3.3.1 crashes on any PyLayer backward run twice with retain_graph.)
-        d = _inplace(_inplace(q, "scale", -1.0), "add", nmin.unsqueeze(1))
-        dq = _inplace(dq, "add", _side_gradient(d, neg, neg_count, nm, grad_nmin, grad_nm, -1.0))
+        d = inplace(inplace(q, "scale", -1.0), "add", nmin.unsqueeze(1))
+        dq = inplace(dq, "add", _side_gradient(d, neg, neg_count, nm, grad_nmin, grad_nm, -1.0))
         del d
         if blocked:
-            dq = _inplace(dq, "masked_fill", blocked[0], 0.0)
+            dq = inplace(dq, "masked_fill", blocked[0], 0.0)
         dq = _zero_diagonal(dq)
         # q_ij = |x_i|² + |x_j|² - 2 x_i·x_j  =>  dx = 2 (rowsum(G) x - G x) with G = dq + dqᵀ.
         # dqᵀ is a view of dq in eager mode: materialise it before adding it into dq.
-        dq = _inplace(dq, "add", dq.t().contiguous() if paddle.in_dynamic_mode() else dq.t())
-        dx = 2.0 * (dq.sum(axis=1, keepdim=True) * x - paddle.matmul(dq, x))
+        dq = inplace(dq, "add", dq.t().contiguous() if paddle.in_dynamic_mode() else dq.t())
+        dx = 2.0 * (row_sum(dq, keepdim=True) * x - paddle.matmul(dq, x))
         return dx, None, None
 
 

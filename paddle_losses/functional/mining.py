@@ -149,11 +149,13 @@ def _partners(keys, key_sq, index, weight):
 
 
 def _pair_values(x, partner, partner_sq, metric, single):
-    if metric == "sqeuclidean" and single:
-        # One partner per anchor: the explicit sum of squared differences, which is what PaddleClas's
-        # [N, N, D] difference tensor computes, in fewer ops than the Gram form below.
+    if metric != "dot" and single:
+        # One partner per anchor: the explicit sum of squared differences (what PaddleClas's [N, N, D]
+        # difference tensor computes for the squared losses; the Gram form's value up to rounding for the
+        # others, including the clip that zeroes the self pair's gradient), in fewer ops.
         diff = x - partner
-        return (diff * diff).sum(axis=1)
+        d2 = (diff * diff).sum(axis=1)
+        return d2 if metric == "sqeuclidean" else paddle.sqrt(paddle.clip(d2, min=1e-12))
     dot = (x * partner).sum(axis=1)
     if metric == "dot":
         return dot
@@ -216,8 +218,7 @@ def hardest_pairs(x, pos, neg, metric, keys=None, ties="split", candidates=None)
         similar = metric == "dot"
         pos_index, pos_weight = _select(scores, c.pos_excluded, largest=not similar, ties=ties)
         neg_index, neg_weight = _select(scores, c.neg_excluded, largest=similar, ties=ties)
-    needs_sq = metric != "dot" and (pos_weight is not None or neg_weight is not None
-                                    or metric == "euclidean")
+    needs_sq = metric != "dot" and (pos_weight is not None or neg_weight is not None)
     key_sq = (keys * keys).sum(axis=1) if needs_sq else None
     out = []
     for index, weight, valid in ((pos_index, pos_weight, c.has_pos), (neg_index, neg_weight, c.has_neg)):

@@ -14,15 +14,9 @@ products) alive and walks each of them back: about three times the passes over t
 import paddle
 from paddle.autograd import PyLayer
 
+from .inplace import inplace
+
 from .reduce import row_sum
-
-
-def _inplace(tensor, op, *args):
-    """``tensor.<op>_(*args)`` eagerly (no new buffer); ``paddle.<op>`` while tracing, where Paddle has no
-    in-place form of these ops (it would warn and copy anyway)."""
-    if paddle.in_dynamic_mode():
-        return getattr(tensor, op + "_")(*args)
-    return getattr(paddle, op)(tensor, *args)
 
 
 class _SupConRows(PyLayer):
@@ -30,12 +24,12 @@ class _SupConRows(PyLayer):
     def forward(ctx, contrast, positive, safe_weight, valid, num_anchors, temperature, base_temperature):
         anchor = contrast[:num_anchors]
         logits = paddle.matmul(anchor, contrast, transpose_y=True)
-        logits = _inplace(logits, "scale", 1.0 / temperature)
+        logits = inplace(logits, "scale", 1.0 / temperature)
         # Shift by the row maximum for a stable exp; it cancels in the row values.
-        logits = _inplace(logits, "subtract", logits.max(axis=1, keepdim=True))
+        logits = inplace(logits, "subtract", logits.max(axis=1, keepdim=True))
         # fill_diagonal_ and diagonal on [Na, Nc] address the entries (r, r), r < Na: the self pairs.
         pulled = row_sum(positive * logits) - paddle.diagonal(positive) * paddle.diagonal(logits)
-        exp = _inplace(logits, "exp")  # the logits are not needed any more: reuse their buffer
+        exp = inplace(logits, "exp")  # the logits are not needed any more: reuse their buffer
         exp = exp.fill_diagonal_(0.0)
         total = row_sum(exp)
         scale = -temperature / base_temperature
@@ -53,10 +47,12 @@ class _SupConRows(PyLayer):
         # G = dL/d(A·Cᵀ) = factor · g_r · (P_rk / w_r − exp_rk / total_r), without the self pair.
         grad = positive * (grad_rows / safe_weight).unsqueeze(1)
         grad = grad.fill_diagonal_(0.0)
-        grad = _inplace(grad, "subtract", exp * (grad_rows / total).unsqueeze(1))
+        grad = inplace(grad, "subtract", exp * (grad_rows / total).unsqueeze(1))
         if na == contrast.shape[0]:
             # Every row is an anchor (A = C): dC = G·C + Gᵀ·C = (G + Gᵀ)·C, one matmul instead of two.
-            return paddle.matmul(_inplace(grad, "add", grad.t()), contrast), None, None, None
+            # grad.t() may be a view of grad: materialise it before adding it into grad.
+            mirrored = grad.t().contiguous() if paddle.in_dynamic_mode() else grad.t()
+            return paddle.matmul(inplace(grad, "add", mirrored), contrast), None, None, None
         grad_contrast = paddle.matmul(grad, contrast[:na], transpose_x=True)
         anchor_part = paddle.matmul(grad, contrast)
         grad_contrast = paddle.concat([grad_contrast[:na] + anchor_part, grad_contrast[na:]])

@@ -16,9 +16,9 @@ import paddle.nn.functional as F
 
 from ..errors import InputError
 from ..functional.masks import positive_negative
-from ..functional.mining import Candidates, hardest, hardest_pairs, hardest_positive_negative
+from ..functional.eml import eml_statistics
+from ..functional.mining import Candidates, hardest, hardest_pairs
 from ..functional.normalize import l2_normalize
-from ..functional.pairwise import squared_euclidean
 from ..functional.reduce import masked_mean
 from ..inputs import check_features, pick
 from ..registry import register_loss
@@ -61,15 +61,6 @@ def _check_group_params(owner, batch_size, samples_each_class):
 
 def _features(input, owner):
     return check_features(pick(input, "features", owner), owner, 'input["features"]')
-
-
-def _grouped_sq_distances(input, owner, group_size, normalize):
-    x = _features(input, owner)
-    if normalize:
-        x = l2_normalize(x, "clamp")
-    q = squared_euclidean(x)
-    pos, neg = group_masks(x.shape[0], group_size)
-    return q, pos, neg
 
 
 @register_loss
@@ -208,17 +199,11 @@ class EmlLoss(paddle.nn.Layer):
         return (paddle.log(theta) + bias + math.log(self.beta)) / math.log(1 + self.beta)
 
     def forward(self, input, target=None):
-        q, pos, neg = _grouped_sq_distances(input, "EmlLoss", self.samples_each_class, normalize=False)
-        pmax, nmin, has_pos, has_neg = hardest_positive_negative(q, pos, neg, larger_is_closer=False)
+        x = _features(input, "EmlLoss")
+        c = layout_candidates(x.shape[0], self.samples_each_class)
+        pos, neg = paddle.logical_not(c.pos_excluded), paddle.logical_not(c.neg_excluded)
+        pmax, nmin, pm, nm, has_pos, has_neg = eml_statistics(x, pos, neg)
         valid = paddle.logical_and(has_pos, has_neg)
-        zeros = paddle.zeros_like(q)
-        # Mask before exp: unmasked entries (e.g. the zero diagonal against a large nmin) would overflow,
-        # and an inf in the unselected branch turns the gradient into NaN.
-        pos_f, neg_f = pos.astype(q.dtype), neg.astype(q.dtype)
-        pos_exp = paddle.exp(paddle.where(pos, q - pmax.unsqueeze(1), zeros)) * pos_f
-        neg_exp = paddle.exp(paddle.where(neg, nmin.unsqueeze(1) - q, zeros)) * neg_f
-        pm = pos_exp.sum(axis=1) / paddle.clip(pos_f.sum(axis=1), min=1.0)
-        nm = neg_exp.sum(axis=1) / paddle.clip(neg_f.sum(axis=1), min=1.0)
         theta = paddle.where(valid, pm * nm, paddle.ones_like(pm))
         bias = pmax - nmin
         tau = paddle.full_like(bias, self.thresh)

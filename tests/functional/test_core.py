@@ -4,7 +4,9 @@ import paddle
 import pytest
 
 from gradcheck import assert_gradcheck
-from paddle_losses.functional.mining import hardest_pairs
+from paddle_losses.functional.inplace import inplace
+from paddle_losses.functional.mining import Candidates, hardest_pairs
+from paddle_losses.functional.reduce import row_sum
 from paddle_losses.functional import (dot_similarity, gram_euclidean, hardest, hardest_positive_negative,
                                       l2_normalize, masked_mean, positive_negative, reduce, same_label,
                                       squared_euclidean)
@@ -176,3 +178,34 @@ def test_hardest_pairs_gradient_matches_finite_differences():
     assert_gradcheck(f, [xn])
     with pytest.raises(ValueError, match="metric"):
         hardest_pairs(t(xn), pos, neg, "cosine")
+
+
+def test_row_sum_equals_sum_along_rows_with_its_gradient():
+    a = RNG.normal(size=(7, 5))
+    x = t(a, grad=True)
+    out = row_sum(x)
+    np.testing.assert_allclose(out.numpy(), a.sum(1), rtol=1e-12)
+    assert row_sum(x, keepdim=True).shape == [7, 1]
+    (out * t(np.arange(7.0))).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.repeat(np.arange(7.0)[:, None], 5, axis=1))
+
+
+def test_inplace_overwrites_the_buffer_in_eager_mode():
+    a = t(np.array([1.0, -2.0, 3.0]))
+    out = inplace(a, "scale", 2.0)
+    np.testing.assert_array_equal(out.numpy(), [2.0, -4.0, 6.0])
+    np.testing.assert_array_equal(a.numpy(), [2.0, -4.0, 6.0])  # the input itself was overwritten
+
+
+@pytest.mark.parametrize("with_neg", [True, False])
+def test_hardest_pairs_with_prebuilt_candidates_equals_building_them_from_masks(with_neg):
+    xn = RNG.normal(size=(10, 4))
+    y = t(np.array([0, 0, 1, 1, 1, 2, 2, 3, 3, 3]))
+    pos, neg = positive_negative(y)
+    neg = neg if with_neg else None
+    candidates = Candidates.from_masks(pos, neg)
+    a = hardest_pairs(t(xn), pos, neg, "euclidean")
+    b = hardest_pairs(t(xn), None, None, "euclidean", candidates=candidates)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u.numpy(), v.numpy())
+    assert candidates.has_neg.numpy().all() and not candidates.pos_excluded.numpy().diagonal().any()

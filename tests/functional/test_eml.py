@@ -88,7 +88,7 @@ def test_large_distances_stay_finite():
     assert_matches_reference(x, *group_masks(8, 2), rtol=1e-9, atol=1e-9)
 
 
-def test_float32_values_are_bitwise_those_of_autograd_and_gradients_match():
+def test_float32_values_and_gradients_match_autograd_to_rounding():
     x = RNG.normal(size=(40, 8)).astype(np.float32)
     x[5] = x[4]
     pos, neg = group_masks(40, 4)
@@ -96,8 +96,9 @@ def test_float32_values_are_bitwise_those_of_autograd_and_gradients_match():
     got, got_grad = values_and_gradient(eml_statistics, x, pos, neg, weights)
     want, want_grad = values_and_gradient(autograd_statistics, x, pos, neg, weights)
     assert got[0].dtype == np.float32 and got_grad.dtype == np.float32
+    # Row sums run as matrix-vector products (functional.reduce.row_sum): same values up to summation order.
     for name, g, w in zip(("pmax", "nmin", "pm", "nm", "has_pos", "has_neg"), got, want):
-        np.testing.assert_array_equal(g, w, err_msg=name)
+        np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-6, err_msg=name)
     np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-5 * np.abs(want_grad).max())
 
 

@@ -195,3 +195,16 @@ def test_zero_feature_row_gives_finite_loss():
     x[3] = 0.0
     for layer in (TriHardLoss(8, 2), MSMLoss(8, 2)):
         assert np.isfinite(_value(layer, x).numpy())
+
+
+def test_layout_candidates_are_built_once_per_batch_size_and_match_the_group_masks():
+    from paddle_losses.losses.grouped import group_masks, layout_candidates
+
+    a, b = layout_candidates(10, 4), layout_candidates(10, 4)
+    assert a is b  # eager calls reuse them
+    pos, neg = group_masks(10, 4)
+    np.testing.assert_array_equal(a.pos_excluded.numpy(), ~pos.numpy())
+    np.testing.assert_array_equal(a.neg_excluded.numpy(), ~neg.numpy())
+    # Rows 8 and 9 form a trailing partial group of 2: they still have a positive.
+    assert a.has_pos.numpy().all() and a.has_neg.numpy().all()
+    assert not layout_candidates(9, 4).has_pos.numpy()[8]  # a group of one has no positive
