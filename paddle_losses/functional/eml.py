@@ -14,19 +14,13 @@ slower on CPU), and after ``exp``: Paddle's CPU ``exp`` returns a subnormal, not
 import paddle
 from paddle.autograd import PyLayer
 
-from .inplace import inplace
+from .inplace import inplace, zero_diagonal
 from .reduce import row_sum
 
 
 def _zero(dtype):
     # Comparing with a Python 0 materialises a full B × B float tensor of zeros; a 0-d tensor broadcasts.
     return paddle.zeros([], dtype=dtype)
-
-
-def _zero_diagonal(matrix):
-    if paddle.in_dynamic_mode():
-        return matrix.fill_diagonal_(0.0)
-    return matrix * (1.0 - paddle.eye(matrix.shape[0], dtype=matrix.dtype))
 
 
 def _gated_squared_distances(x):
@@ -47,7 +41,7 @@ def _gated_squared_distances(x):
     blocked = q < _zero(q.dtype)
     if paddle.in_dynamic_mode() and not bool(blocked.any()):
         blocked = None
-    return _zero_diagonal(inplace(q, "clip", 0.0, None)), blocked
+    return zero_diagonal(inplace(q, "clip", 0.0, None)), blocked
 
 
 def _pos_forward(q, pos):
@@ -123,7 +117,7 @@ class _EmlStatistics(PyLayer):
         del d
         if blocked:
             dq = inplace(dq, "masked_fill", blocked[0], 0.0)
-        dq = _zero_diagonal(dq)
+        dq = zero_diagonal(dq)
         # q_ij = |x_i|² + |x_j|² - 2 x_i·x_j  =>  dx = 2 (rowsum(G) x - G x) with G = dq + dqᵀ.
         # dqᵀ is a view of dq in eager mode: materialise it before adding it into dq.
         dq = inplace(dq, "add", dq.t().contiguous() if paddle.in_dynamic_mode() else dq.t())

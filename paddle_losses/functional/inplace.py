@@ -15,4 +15,14 @@ def inplace(tensor, op, *args):
     """
     if paddle.in_dynamic_mode():
         return getattr(tensor, op + "_")(*args)
+    if op == "zero":
+        return paddle.zeros_like(tensor)
     return getattr(paddle, op)(tensor, *args)
+
+
+def zero_diagonal(matrix):
+    """``matrix`` with the entries ``(i, i)``, ``i < min(N, M)``, set to 0: in place in eager mode; while tracing
+    (no ``fill_diagonal_`` there) a product with ``1 - eye(N, M)``."""
+    if paddle.in_dynamic_mode():
+        return matrix.fill_diagonal_(0.0)
+    return matrix * (1.0 - paddle.eye(matrix.shape[0], matrix.shape[1], dtype=matrix.dtype))

@@ -14,7 +14,7 @@ products) alive and walks each of them back: about three times the passes over t
 import paddle
 from paddle.autograd import PyLayer
 
-from .inplace import inplace
+from .inplace import inplace, zero_diagonal
 
 from .reduce import row_sum
 
@@ -27,10 +27,10 @@ class _SupConRows(PyLayer):
         logits = inplace(logits, "scale", 1.0 / temperature)
         # Shift by the row maximum for a stable exp; it cancels in the row values.
         logits = inplace(logits, "subtract", logits.max(axis=1, keepdim=True))
-        # fill_diagonal_ and diagonal on [Na, Nc] address the entries (r, r), r < Na: the self pairs.
+        # zero_diagonal and diagonal on [Na, Nc] address the entries (r, r), r < Na: the self pairs.
         pulled = row_sum(positive * logits) - paddle.diagonal(positive) * paddle.diagonal(logits)
         exp = inplace(logits, "exp")  # the logits are not needed any more: reuse their buffer
-        exp = exp.fill_diagonal_(0.0)
+        exp = zero_diagonal(exp)
         total = row_sum(exp)
         scale = -temperature / base_temperature
         rows = scale * (pulled / safe_weight - paddle.log(total))
@@ -46,7 +46,7 @@ class _SupConRows(PyLayer):
         grad_rows = paddle.where(valid, grad_rows, paddle.zeros_like(grad_rows)) * ctx.factor
         # G = dL/d(A·Cᵀ) = factor · g_r · (P_rk / w_r − exp_rk / total_r), without the self pair.
         grad = positive * (grad_rows / safe_weight).unsqueeze(1)
-        grad = grad.fill_diagonal_(0.0)
+        grad = zero_diagonal(grad)
         grad = inplace(grad, "subtract", exp * (grad_rows / total).unsqueeze(1))
         if na == contrast.shape[0]:
             # Every row is an anchor (A = C): dC = G·C + Gᵀ·C = (G + Gᵀ)·C, one matmul instead of two.

@@ -7,6 +7,7 @@ per-row Python loop; the gradient comes from one matmul with the ±1 pair weight
 """
 import paddle
 
+from ..functional.inplace import inplace
 from ..functional.masks import same_label
 from ..functional.normalize import l2_normalize
 from ..functional.pairwise import dot_similarity
@@ -20,10 +21,10 @@ def contrastive_terms(x, labels, margin, epsilon, keys=None, key_labels=None):
 
     The loss is linear in ``S`` once the charged pairs are fixed: with ``W_ij = -1`` on charged positives,
     ``+1`` on charged negatives and 0 elsewhere, ``loss = (|charged positives| + Σ_ij W_ij S_ij) / N`` and
-    ``Σ_ij W_ij S_ij = Σ x ⊙ (W·keys)``. So ``S`` is only needed without gradient to pick the pairs, and
-    the gradient comes from one ``[N, M] × [M, D]`` product instead of element-wise passes over ``S`` and
-    its gradient. ``keys=None`` compares the batch with itself (gradient through both ends of a pair);
-    given keys (a memory) get no gradient.
+    ``Σ_ij W_ij S_ij = Σ x ⊙ (W·keys)``, whose gradient is ``W·keys / N`` for fixed keys (a memory) and
+    ``(W + Wᵀ)·x / N`` when ``keys=None`` compares the batch with itself. So ``S`` is only needed without
+    gradient to pick the pairs, and one more ``[N, M] × [M, D]`` product gives value and gradient: two
+    matmuls in all, against three for autograd through ``S`` (plus its element-wise passes).
     """
     self_pairs = keys is None
     keys, key_labels = (x, labels) if self_pairs else (keys, key_labels)
@@ -33,18 +34,27 @@ def contrastive_terms(x, labels, margin, epsilon, keys=None, key_labels=None):
         charged_neg = paddle.greater_than(weight, paddle.full([], margin, weight.dtype))
         charged_pos = paddle.less_than(weight, paddle.full([], 1.0 - epsilon, weight.dtype))
         pos = same_label(labels, key_labels)
-        paddle.logical_and(charged_pos, pos, out=charged_pos)
-        # S is not needed any more: W is written into its buffer in place (a fresh [N, M] allocation
-        # costs as much as a pass over it).
-        weight.zero_()
-        weight.masked_fill_(charged_neg, 1.0)
-        weight.masked_fill_(pos, 0.0)
-        weight.masked_fill_(charged_pos, -1.0)
+        charged_pos = paddle.logical_and(charged_pos, pos, out=charged_pos)
+        # S is not needed any more: W is written into its buffer (a fresh [N, M] allocation costs as much
+        # as a pass over it).
+        weight = inplace(inplace(weight, "zero"), "masked_fill", charged_neg, 1.0)
+        weight = inplace(inplace(weight, "masked_fill", pos, 0.0), "masked_fill", charged_pos, -1.0)
         # |charged positives| = (Σ W² - Σ W) / 2; both sums of ±1 are exact in float32 below 2^24 pairs.
         flat = weight.reshape([-1])
         num_pos = (paddle.dot(flat, flat) - flat.sum()) / 2.0
-    pulled = paddle.matmul(weight, keys)  # carries the gradient to x's key side when keys is x
-    return (num_pos + (x * pulled).sum()) / x.shape[0]
+        if self_pairs:
+            # W.t() may be a view of W: materialise it before adding it into W.
+            mirrored = weight.t().contiguous() if paddle.in_dynamic_mode() else weight.t()
+            pulled = paddle.matmul(inplace(weight, "add", mirrored), keys.detach())  # (W + Wᵀ)·x
+            weighted = 0.5 * (x.detach() * pulled).sum()                           # Σ W ⊙ S
+        else:
+            pulled = paddle.matmul(weight, keys.detach())
+            weighted = (x.detach() * pulled).sum()
+        n = x.shape[0]
+        value = (num_pos + weighted) / n
+    # The value computed above, with the gradient pulled / n: a [N, D] product, no [N, M] work in backward.
+    linear = (x * (pulled / n)).sum()
+    return linear + (value - linear.detach())
 
 
 class _ContrastiveBase(paddle.nn.Layer):

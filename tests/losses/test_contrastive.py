@@ -83,11 +83,16 @@ def test_finite_difference_gradient():
     assert_gradcheck(lambda t: layer({"features": t}, paddle.to_tensor(y))[KEY], [x])
 
 
-def test_runs_under_to_static():
+@pytest.mark.parametrize("full_graph", [False, True])
+def test_runs_under_to_static(full_graph):
     c = case("metric", f"{KEY}__unbalanced")
     layer = ContrastiveLoss(**c.meta["params"])
     x = tensor(c["input__features"], grad=True)
-    out = paddle.jit.to_static(lambda f, t: layer({"features": f}, t)[KEY])(x, tensor(c["label"]))
+
+    def compute(f, t):
+        return layer({"features": f}, t)[KEY]
+
+    out = paddle.jit.to_static(compute, full_graph=full_graph)(x, tensor(c["label"]))
     out.backward()
     assert_close(out, c["out__" + KEY], "to_static output")
     assert_close(x.grad, c["grad__features"], "to_static gradient")

@@ -143,15 +143,23 @@ def test_supcon_missing_features_key_lists_present_keys():
         SupConLoss(views=2)({"backbone": paddle.ones([4, 3])}, paddle.zeros([4], "int64"))
 
 
-def test_supcon_runs_under_to_static():
+@pytest.mark.parametrize("full_graph", [False, True])
+def test_supcon_runs_under_to_static(full_graph):
     loss = SupConLoss(views=2)
-    x = paddle.to_tensor(RNG.normal(size=(8, 4)).astype("float32"))
+    xn = RNG.normal(size=(8, 4)).astype("float32")
     y = paddle.to_tensor(np.array([[0], [0], [1], [1], [0], [0], [2], [2]]))
 
     def compute(f, t):
         return loss({"features": f}, t)["SupConLoss"]
 
-    np.testing.assert_allclose(float(paddle.jit.to_static(compute)(x, y)), float(compute(x, y)), rtol=1e-6)
+    results = []
+    for fn in (compute, paddle.jit.to_static(compute, full_graph=full_graph)):
+        x = paddle.to_tensor(xn, stop_gradient=False)
+        value = fn(x, y)
+        value.backward()
+        results.append((float(value), x.grad.numpy()))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-5, atol=1e-7)
 
 
 # ---------------------------------------------------------------- SoftSupConLoss
