@@ -209,3 +209,25 @@ def test_hardest_pairs_with_prebuilt_candidates_equals_building_them_from_masks(
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u.numpy(), v.numpy())
     assert candidates.has_neg.numpy().all() and not candidates.pos_excluded.numpy().diagonal().any()
+
+
+@pytest.mark.parametrize("metric", ["dot", "euclidean"])
+def test_hardest_pairs_with_ties_and_rows_without_candidates_equals_dense_mining(metric):
+    dense_metric = {"dot": dot_similarity, "euclidean": gram_euclidean}[metric]
+    xn = RNG.normal(size=(9, 4))
+    xn[5] = xn[1]  # rows 1 and 5 have different labels: an exact tie among the negatives of anchors 2 and 3
+    xn[2] = xn[1] + 0.01  # ... which is anchor 2's hardest negative
+    y = t(np.array([0, 0, 1, 1, 2, 2, 3, 4, 5]))  # anchors 6-8 have no positive besides themselves
+    pos, neg = positive_negative(y, exclude_self=True)
+    results = []
+    for dense in (True, False):
+        x = t(xn, grad=True)
+        if dense:
+            ap, an, vp, vn = hardest_positive_negative(dense_metric(x), pos, neg, metric == "dot")
+        else:
+            ap, an, vp, vn = hardest_pairs(x, pos, neg, metric)
+        ((1.3 * ap + 0.7 * an) ** 2).sum().backward()
+        results.append((ap.numpy(), an.numpy(), vp.numpy(), x.grad.numpy()))
+    assert not results[1][2][6:].any()
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
