@@ -86,15 +86,18 @@ class CrossBatchMemory(nn.Layer):
             wraps = end > self.size
             start = paddle.where(wraps, paddle.full_like(self.ptr, self.size - n), self.ptr)
             index = start + paddle.arange(n, dtype="int64")
-            new_feats = paddle.scatter(self.feats, index, feats.detach().astype(self.feats.dtype),
-                                       overwrite=True)
-            new_targets = paddle.scatter(self.targets, index, targets.reshape([-1]).astype("int64"),
-                                         overwrite=True)
+            rows = feats.detach().astype(self.feats.dtype)
+            labels = targets.reshape([-1]).astype("int64")
+            if paddle.in_dynamic_mode():
+                # Write only the n new rows into the ring buffer (a scatter + assign copies all M rows twice).
+                self.feats.scatter_(index, rows, overwrite=True)
+                self.targets.scatter_(index, labels, overwrite=True)
+            else:
+                paddle.assign(paddle.scatter(self.feats, index, rows, overwrite=True), output=self.feats)
+                paddle.assign(paddle.scatter(self.targets, index, labels, overwrite=True), output=self.targets)
             full = paddle.full_like(self.filled, self.size)
             new_filled = paddle.where(wraps, full, paddle.maximum(self.filled, end))
             new_ptr = paddle.where(wraps, paddle.zeros_like(self.ptr), end)
-            paddle.assign(new_feats, output=self.feats)
-            paddle.assign(new_targets, output=self.targets)
             paddle.assign(new_filled, output=self.filled)
             paddle.assign(new_ptr, output=self.ptr)
 
