@@ -137,3 +137,24 @@ def test_missing_key_names_the_keys_present():
         TripletLoss()({"logits": paddle.ones([2, 2])}, paddle.to_tensor([0, 1]))
     with pytest.raises(InputError, match=r"input\['backbone'\]"):
         TripletLossV2(feature_from="backbone")({"features": paddle.ones([2, 2])}, paddle.to_tensor([0, 1]))
+
+
+def test_self_pair_distance_is_exactly_the_clip_floor_for_large_features():
+    # Every class is a singleton, so each anchor's only positive is itself. The explicit difference gives
+    # d = sqrt(1e-12) = 1e-6 with no gradient; PaddleClas's Gram form gives float32 rounding noise of
+    # ||x||² (here ~1e-5, so d ~ 3e-3) with a spurious gradient (docs/compatibility.md T16).
+    rng = np.random.default_rng(16)
+    xn = (30.0 * rng.normal(size=(6, 8))).astype(np.float32)
+    x = paddle.to_tensor(xn, stop_gradient=False)
+    out = TripletLoss(margin=1e3)({"features": x}, paddle.to_tensor(np.arange(6)))["TripletLoss"]
+    out.backward()
+    x64 = xn.astype(np.float64)
+    dist = np.sqrt(((x64[:, None] - x64[None]) ** 2).sum(-1)) + np.diag(np.full(6, np.inf))
+    an, nearest = dist.min(1), dist.argmin(1)
+    np.testing.assert_allclose(float(out), (1e-6 + 1e3 - an).mean(), rtol=1e-6)
+    grad = np.zeros_like(x64)  # d/dx of mean_i (-an_i): only the negative pairs contribute
+    for i, j in enumerate(nearest):
+        u = (x64[i] - x64[j]) / an[i]
+        grad[i] -= u / 6
+        grad[j] += u / 6
+    np.testing.assert_allclose(x.grad.numpy(), grad, rtol=1e-4, atol=1e-6)
