@@ -4,14 +4,24 @@ Each turns embeddings ``x [N, D]`` into class logits for CELoss. All share one s
 rows of ``x`` and columns of the ``[D, C]`` weight are divided by their plain L2 norm (no epsilon, as in
 PaddleClas) and multiplied, giving ``cos [N, C]``. They are called ``head(features, label=None)`` as
 PaddleClas's RecModel does, with int labels ``[N]`` or ``[N, 1]``.
+
+In training a margin changes only the N label entries ``cos[i, y_i]``. PaddleClas writes the logits as
+``onehot·f(cos) + (1 − onehot)·g(cos)``, which keeps several ``[N, C]`` intermediates for the backward pass
+(9–13 times one float32 ``[N, C]`` matrix at the peak of CE forward + backward, N = 4096, C = 1025). Here
+:class:`_MarginLogits` builds them as one element-wise map of ``cos`` (the head's off-label rule) with the
+label entries overwritten by the margin's values, and differentiates by hand: off the labels with the
+rule's derivative, at the labels with the margin's derivative w.r.t. ``cos[i, y_i]``, both computed in the
+forward from ``[N, 1]`` tensors. Values and gradients are PaddleClas's (bit for bit in the forward except
+AdaMargin's off-label entries, see there).
 """
 import math
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
+from paddle.autograd import PyLayer
 
 from ..errors import InputError
+from ..functional.inplace import inplace
 from ..functional.normalize import l2_normalize
 from ..inputs import check_features, check_labels
 from ..losses.ce import check_class_ids
@@ -34,12 +44,42 @@ def _check_embeddings(head, x):
     return x
 
 
-def _target_onehot(head, label, n, dtype):
-    """Validated int labels (``[N]`` or ``[N, 1]``) as a ``[N, C]`` one-hot of ``dtype`` (no gradient)."""
+def _target_ids(head, label, n):
+    """Validated int labels (``[N]`` or ``[N, 1]``) as int64 class ids ``[N, 1]``."""
     name = type(head).__name__
     ids = check_labels(label, n, name)
     check_class_ids(ids, head.class_num, name)
-    return F.one_hot(ids, head.class_num).astype(dtype)
+    return ids.unsqueeze(1)
+
+
+def _label_entries(cos, ids):
+    """``cos[i, y_i]`` as ``[N, 1]``, detached: the margins' derivatives are written by hand."""
+    return paddle.take_along_axis(cos.detach(), ids, axis=1)
+
+
+class _MarginLogits(PyLayer):
+    """Training logits ``rule._off_label(cos)`` with the label entries ``[i, y_i]`` replaced by ``value``.
+
+    ``value`` and ``slope`` (``[N, 1]``, no gradient) are the label entries' logits and their derivatives
+    w.r.t. ``cos[i, y_i]``. ``rule`` (the head) gives ``_off_label(cos) -> (logits, saved)``, a fresh
+    ``[N, C]`` tensor and the tensors its derivative needs, and ``_off_label_grad(grad, *saved)``, the
+    gradient w.r.t. ``cos`` as a fresh (or saved, reused) ``[N, C]`` tensor. So between forward and
+    backward nothing of size ``[N, C]`` is kept but ``saved``. Not differentiable twice.
+    """
+
+    @staticmethod
+    def forward(ctx, cos, ids, value, slope, rule):
+        logits, saved = rule._off_label(cos)
+        ctx.off_label_grad = rule._off_label_grad
+        ctx.save_for_backward(ids, slope, *saved)
+        return inplace(logits, "put_along_axis", ids, value, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ids, slope, *saved = ctx.saved_tensor()
+        at_label = paddle.take_along_axis(grad, ids, axis=1) * slope
+        grad_cos = ctx.off_label_grad(grad, *saved)
+        return inplace(grad_cos, "put_along_axis", ids, at_label, 1), None, None, None
 
 
 def _check_sizes(name, embedding_size, class_num):
@@ -67,11 +107,20 @@ class _CosineHead(nn.Layer):
         x, cos = self._cosine(input)
         if not self.training or label is None:
             return cos
-        return self._margin_logits(cos, _target_onehot(self, label, x.shape[0], cos.dtype))
+        ids = _target_ids(self, label, x.shape[0])
+        value, slope = self._at_label(_label_entries(cos, ids))
+        return _MarginLogits.apply(cos, ids, value, slope, self)
 
-    def _margin_logits(self, cos, onehot):
-        """Training logits from ``cos [N, C]`` and the label one-hot (each margin head's own math)."""
+    def _at_label(self, target):
+        """Logits of the label entries and their derivatives, from ``target = cos[i, y_i]`` ``[N, 1]``."""
         raise NotImplementedError
+
+    def _off_label(self, cos):
+        # scale·cos (ArcMargin, CosMargin): its derivative is the constant scale, nothing to keep.
+        return cos * self.scale, ()
+
+    def _off_label_grad(self, grad):
+        return grad * self.scale
 
 
 @register_head
@@ -102,15 +151,19 @@ class ArcMargin(_CosineHead):
         self.scale = scale
         self.easy_margin = easy_margin
 
-    def _margin_logits(self, cos, onehot):
-        sin = paddle.sqrt(1.0 - paddle.square(cos) + 1e-6)
-        phi = cos * math.cos(self.margin) - sin * math.sin(self.margin)
+    def _at_label(self, target):
+        cos_m, sin_m = math.cos(self.margin), math.sin(self.margin)
+        sin = paddle.sqrt(1.0 - paddle.square(target) + 1e-6)
+        phi = target * cos_m - sin * sin_m
+        dphi = cos_m + target * sin_m / sin  # d sin / d target = −target / sin
         if self.easy_margin:
-            phi = paddle.where(cos > 0, phi, cos)
+            keep, fallback = target > 0, target
         else:
             # Beyond θ = π − m the margin would make the target logit grow again; fall back to CosFace-like.
-            phi = paddle.where(cos > -math.cos(self.margin), phi, cos - self.margin * math.sin(self.margin))
-        return self.scale * (onehot * phi + (1.0 - onehot) * cos)
+            keep, fallback = target > -cos_m, target - self.margin * sin_m
+        # Both fallbacks have slope 1.
+        return (self.scale * paddle.where(keep, phi, fallback),
+                self.scale * paddle.where(keep, dphi, paddle.ones_like(dphi)))
 
 
 @register_head
@@ -135,8 +188,8 @@ class CosMargin(_CosineHead):
         self.margin = margin
         self.scale = scale
 
-    def _margin_logits(self, cos, onehot):
-        return self.scale * (onehot * (cos - self.margin) + (1.0 - onehot) * cos)
+    def _at_label(self, target):
+        return self.scale * (target - self.margin), paddle.full_like(target, self.scale)
 
 
 @register_head
@@ -159,13 +212,18 @@ class CircleMargin(_CosineHead):
         self.margin = margin
         self.scale = scale
 
-    def _margin_logits(self, cos, onehot):
-        fixed = cos.detach()
-        alpha_p = paddle.clip(1.0 + self.margin - fixed, min=0.0)
-        alpha_n = paddle.clip(fixed + self.margin, min=0.0)
-        positive = alpha_p * (cos - (1.0 - self.margin))
-        negative = alpha_n * (cos - self.margin)
-        return self.scale * (positive * onehot + negative * (1.0 - onehot))
+    def _at_label(self, target):
+        alpha_p = paddle.clip(1.0 + self.margin - target, min=0.0)
+        return self.scale * (alpha_p * (target - (1.0 - self.margin))), self.scale * alpha_p
+
+    def _off_label(self, cos):
+        # α_n·(cos − m)·scale; with α_n constant the derivative is scale·α_n, so α_n is all that is kept.
+        alpha_n = inplace(cos + self.margin, "clip", 0.0, None)
+        return inplace(inplace(cos - self.margin, "multiply", alpha_n), "scale", self.scale), (alpha_n,)
+
+    def _off_label_grad(self, grad, alpha_n):
+        # α_n's last use: its storage takes the gradient.
+        return inplace(inplace(alpha_n, "multiply", grad), "scale", self.scale)
 
 
 def _unit_columns_uniform(embedding_size, class_num):
@@ -184,7 +242,8 @@ class AdaMargin(nn.Layer):
     ``batch_mean ← α·mean(sn) + (1 − α)·batch_mean``, ``batch_std ← α·std(sn) + (1 − α)·batch_std``
     (unbiased std, α = ``t_alpha``). Then ``ms = clip(h·(sn − batch_mean)/(batch_std + ε), −1, 1)``,
     ``θ = acos(cos)``, ``θ_m = clip(θ − m·ms·onehot, ε, π − ε)``,
-    ``logits = s·(cos(θ_m) − onehot·(m + m·ms))``.
+    ``logits = s·(cos(θ_m) − onehot·(m + m·ms))``. Off the labels that is ``s·cos(acos(cos))``, computed here
+    as ``s·cos`` (the θ clip cannot act there): equal to rounding (within 1.8e-7·s in float32), not bit for bit.
 
     As in PaddleClas there is no train/eval switch: with a label the margin is applied and the EMA updated
     in eval mode too.
@@ -229,7 +288,7 @@ class AdaMargin(nn.Layer):
             # Unbiased std. Of a single sample it is undefined (0/0): keep the running value instead of
             # poisoning the buffer with NaN for the rest of training.
             var = paddle.square(safe_norms - mean).sum() / paddle.clip(n - 1, min=1.0)
-            std = paddle.where(n > 1, paddle.sqrt(var), self.batch_std.reshape([]).astype(dtype))
+            std = paddle.where(n > 1, paddle.sqrt(var), self.batch_std.astype(dtype))
             a = self.t_alpha
             paddle.assign((mean * a + (1 - a) * self.batch_mean).astype(self.batch_mean.dtype),
                           output=self.batch_mean)
@@ -238,16 +297,48 @@ class AdaMargin(nn.Layer):
 
     def forward(self, embbedings, label=None):
         x = _check_embeddings(self, embbedings)
-        cos = paddle.clip(class_cosine(x, self.kernel), -1 + self.eps, 1 - self.eps)
+        cos = class_cosine(x, self.kernel)
         if label is None:
-            return cos
-        onehot = _target_onehot(self, label, x.shape[0], cos.dtype)
+            return paddle.clip(cos, -1 + self.eps, 1 - self.eps)
+        ids = _target_ids(self, label, x.shape[0])
         norms = paddle.linalg.norm(x, p=2, axis=1, keepdim=True)
         safe_norms = paddle.clip(norms, min=0.001, max=100).detach()
         self._update_statistics(safe_norms)
         mean = self.batch_mean.astype(x.dtype)
         std = self.batch_std.astype(x.dtype)
         scaler = paddle.clip(self.h * (safe_norms - mean) / (std + self.eps), -1, 1)
-        theta = paddle.acos(cos)
-        theta_m = paddle.clip(theta + onehot * (-self.m * scaler), min=self.eps, max=math.pi - self.eps)
-        return self.s * (paddle.cos(theta_m) - onehot * (self.m + self.m * scaler))
+        value, slope = self._at_label(_label_entries(cos, ids), scaler)
+        return _MarginLogits.apply(cos, ids, value, slope, self)
+
+    def _at_label(self, target, scaler):
+        """``s·(cos(θ_m) − m − m·ms)`` and its derivative w.r.t. the unclipped ``target`` (``[N, 1]`` each)."""
+        eps = self.eps
+        c = paddle.clip(target, -1 + eps, 1 - eps)
+        theta = paddle.acos(c)
+        shifted = theta + (-self.m * scaler)
+        theta_m = paddle.clip(shifted, min=eps, max=math.pi - eps)
+        value = self.s * (paddle.cos(theta_m) - (self.m + self.m * scaler))
+        # d/dc cos(acos(c) − m·ms) = sin(θ_m) / sqrt(1 − c²); each clip passes the gradient inside its bounds
+        # and at them (Paddle's rule), and blocks it outside.
+        passes = paddle.logical_and(_within(target, -1 + eps, 1 - eps), _within(shifted, eps, math.pi - eps))
+        slope = self.s * paddle.sin(theta_m) / paddle.sqrt(1.0 - paddle.square(c))
+        return value, slope * passes.astype(slope.dtype)
+
+    def _off_label(self, cos):
+        # s·c for c = clip(cos, −1 + ε, 1 − ε). PaddleClas writes s·cos(acos(c)) (θ never reaches the θ clip
+        # off the label: acos(±(1 − ε)) lies 0.045 inside [ε, π − ε]); cos(acos(c)) rounds to within 1.8e-7
+        # of c in float32, so the two agree to rounding. The gradient is s where the clip passes (inside its
+        # bounds and at them), else 0: only the bool mask of the blocked entries, those the clip changed, is kept.
+        c = paddle.clip(cos, -1 + self.eps, 1 - self.eps)
+        blocked = paddle.not_equal(c, cos)
+        return inplace(c, "scale", self.s), (blocked,)
+
+    def _off_label_grad(self, grad, blocked):
+        return inplace(grad * self.s, "masked_fill", blocked, 0.0)
+
+
+def _within(x, lo, hi):
+    """Bool ``lo <= x <= hi``, the bounds rounded to ``x``'s dtype as ``paddle.clip`` rounds them: where a clip
+    with these bounds passes the gradient."""
+    lo, hi = paddle.full([], lo, x.dtype), paddle.full([], hi, x.dtype)
+    return paddle.logical_and(x >= lo, x <= hi)

@@ -1,6 +1,7 @@
 """Margin heads: golden parity (train/eval logits, CE gradients to features and weight/kernel, AdaMargin EMA
-state per step), float64 NumPy references, gradients, checkpoint names, the documented fixes (CosMargin
-label=None, AdaMargin one-sample batch and label=None) and input validation."""
+state per step), float64 NumPy references, gradients, the label-entry construction against PaddleClas's
+one-hot formula (values and gradients, clips and branches active), to_static, checkpoint names, the
+documented fixes (CosMargin label=None, AdaMargin one-sample batch and label=None) and input validation."""
 import math
 
 import numpy as np
@@ -94,6 +95,7 @@ Y = np.array([0, 1, 2, 3, 0, 1, 2, 3])
 
 @pytest.mark.parametrize("margin,easy", [(0.5, False), (1.3, False), (0.3, True)])
 def test_arcmargin_matches_numpy_in_both_branches(float64_default, margin, easy):
+    paddle.seed(1)  # a weight for which margin=1.3 puts 4 of the 8 label entries on each side
     head = ArcMargin(5, 4, margin=margin, scale=16.0, easy_margin=easy)
     cos = np_cos(X, head.weight.numpy())
     threshold = 0 if easy else -math.cos(margin)
@@ -184,6 +186,111 @@ def test_circlemargin_gradient_treats_alpha_as_constant(float64_default):
 def test_adamargin_kernel_gradient_with_active_margin_scaler(float64_default):
     head = AdaMargin(5, 4, m=0.4, h=0.333, s=4.0, t_alpha=1.0)  # t_alpha=1: state depends on x only
     check_parameter_gradient(head, "kernel", X, Y)
+
+
+# ---------------------------------------------------------------- label-entry logits vs the one-hot formula
+
+def onehot_formula_logits(name, head, x, y):
+    """Training logits as PaddleClas writes them: [N, C] one-hot mixing, differentiated by plain autograd."""
+    weight = head.kernel if name == "AdaMargin" else head.weight
+    cos = class_cosine(x, weight)
+    onehot = F.one_hot(y, head.class_num).astype(x.dtype)
+    if name == "ArcMargin":
+        m = head.margin
+        sin = paddle.sqrt(1.0 - paddle.square(cos) + 1e-6)
+        phi = cos * math.cos(m) - sin * math.sin(m)
+        keep = (cos > 0 if head.easy_margin else cos > -math.cos(m)).astype(x.dtype)
+        phi = keep * phi + (1 - keep) * (cos if head.easy_margin else cos - m * math.sin(m))
+        return head.scale * (onehot * phi + (1 - onehot) * cos)
+    if name == "CosMargin":
+        return head.scale * (cos - head.margin * onehot)
+    if name == "CircleMargin":
+        fixed, m = cos.detach(), head.margin
+        alpha_p, alpha_n = F.relu(1 + m - fixed), F.relu(fixed + m)
+        return head.scale * (alpha_p * (cos - (1 - m)) * onehot + alpha_n * (cos - m) * (1 - onehot))
+    eps = 1e-3  # AdaMargin with t_alpha=1: the statistics are the batch's own
+    cos = paddle.clip(cos, -1 + eps, 1 - eps)
+    sn = paddle.clip(paddle.linalg.norm(x, axis=1, keepdim=True), 0.001, 100).detach()
+    ms = paddle.clip(head.h * (sn - sn.mean()) / (paddle.std(sn) + eps), -1, 1)
+    theta_m = paddle.clip(paddle.acos(cos) - onehot * head.m * ms, eps, math.pi - eps)
+    return head.s * (paddle.cos(theta_m) - onehot * (head.m + head.m * ms))
+
+
+def adamargin_batch_with_active_clips(head, rng):
+    """A batch on which every clip of AdaMargin acts alone somewhere. Rows at a set cosine to a kernel column:
+    cos clip off the label (rows 1, 2: ±0.9998; not ±1, where the gradient of cos vanishes anyway) and at it
+    (row 3: −0.9998); θ − m·ms below ε (row 0: cos 0.95, large norm, ms near 1) and above π − ε (row 4:
+    cos −0.95, small norm, ms = −1)."""
+    k = head.kernel.numpy()
+    x = rng.normal(size=(8, 5))
+    for row, col, cosine, norm in ((0, 0, 0.95, 9), (1, 1, -0.9998, 9), (2, 3, 0.9998, 9), (3, 3, -0.9998, 9),
+                                   (4, 0, -0.95, 0.3)):
+        unit = k[:, col] / np.linalg.norm(k[:, col])
+        off = rng.normal(size=5)
+        off -= (off @ unit) * unit
+        x[row] = norm * (cosine * unit + math.sqrt(1 - cosine ** 2) * off / np.linalg.norm(off))
+    return x, np.array([0, 2, 1, 3, 0, 1, 2, 3])
+
+
+HEAD_VARIANTS = [
+    ("ArcMargin", {"margin": 0.5, "scale": 16.0}), ("ArcMargin", {"margin": 1.3, "scale": 16.0}),
+    ("ArcMargin", {"margin": 0.3, "scale": 16.0, "easy_margin": True}), ("CosMargin", {"margin": 0.3, "scale": 10.0}),
+    ("CircleMargin", {"margin": 0.25, "scale": 12.0}), ("AdaMargin", {"m": 0.4, "h": 1.0, "s": 8.0}),
+]
+
+
+@pytest.mark.parametrize("name,params", HEAD_VARIANTS, ids=lambda v: str(v))
+def test_label_entry_logits_and_gradients_equal_the_onehot_formula(float64_default, name, params):
+    paddle.seed(1)
+    rng = np.random.default_rng(5)
+    head = HEADS[name](5, 4, **params)
+    x, y = (adamargin_batch_with_active_clips(head, rng) if name == "AdaMargin" else (X, Y))
+    labels = paddle.to_tensor(y)
+    upstream = paddle.to_tensor(rng.normal(size=(8, 4)))  # uneven output gradient: every entry counts
+    if name == "ArcMargin" and params["margin"] == 1.3:  # both branches at the label entries
+        target = np_cos(X, head.weight.numpy())[np.arange(8), Y]
+        assert (target > -math.cos(1.3)).any() and (target <= -math.cos(1.3)).any()
+    if name == "AdaMargin":  # each clip acts alone somewhere (see adamargin_batch_with_active_clips)
+        cos = np_cos(x, head.kernel.numpy())
+        assert sorted(zip(*np.nonzero(np.abs(cos) > 1 - 1e-3))) == [(1, 1), (2, 3), (3, 3)]
+        sn = np.linalg.norm(x, axis=1)
+        ms = np.clip((sn - sn.mean()) / (sn.std(ddof=1) + 1e-3), -1, 1)
+        shifted = np.arccos(np.clip(cos[np.arange(8), y], -1 + 1e-3, 1 - 1e-3)) - 0.4 * ms
+        assert shifted[0] < 1e-3 and shifted[4] > math.pi - 1e-3 and 1e-3 < shifted[3] < math.pi - 1e-3
+    results = []
+    for logits_fn in (lambda f: head(f, labels), lambda f: onehot_formula_logits(name, head, f, labels)):
+        f = paddle.to_tensor(x, stop_gradient=False)
+        weight = head.kernel if name == "AdaMargin" else head.weight
+        weight.clear_gradient()
+        logits = logits_fn(f)
+        (logits * upstream).sum().backward()
+        results.append((logits.numpy(), f.grad.numpy(), weight.grad.numpy()))
+    (ours, ours_dx, ours_dw), (ref, ref_dx, ref_dw) = results
+    np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours_dx, ref_dx, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours_dw, ref_dw, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,params", [("ArcMargin", {}), ("CosMargin", {}),
+                                         ("CircleMargin", {"margin": 0.35, "scale": 64.0}), ("AdaMargin", {"t_alpha": 0.5})])
+def test_training_path_runs_under_to_static_full_graph_with_equal_gradients(name, params):
+    paddle.seed(5)
+    dynamic, static = HEADS[name](5, 4, **params), HEADS[name](5, 4, **params)
+    static.set_state_dict(dynamic.state_dict())
+    compiled = paddle.jit.to_static(static, full_graph=True)
+    y = paddle.to_tensor(Y.reshape(-1, 1))
+    for step in range(2):
+        results = []
+        for module, layer in ((dynamic, dynamic), (compiled, static)):
+            x = paddle.to_tensor(X.astype("float32") * (1 + step), stop_gradient=False)
+            layer.clear_gradients()
+            logits = module(x, y)
+            F.cross_entropy(logits, y).backward()
+            results.append([logits.numpy(), x.grad.numpy()] + [p.grad.numpy() for p in layer.parameters()])
+        for ours, ref in zip(*results):
+            np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+        for key, value in dynamic.state_dict().items():
+            np.testing.assert_allclose(static.state_dict()[key].numpy(), value.numpy(), rtol=1e-6)
 
 
 # ---------------------------------------------------------------- modes, labels, fixes
