@@ -1,11 +1,10 @@
 """PairwiseCosface: CosFace margin applied to in-batch pairs (the pairwise form of Circle loss's paper)."""
-import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..functional.masks import positive_negative
 from ..functional.normalize import l2_normalize
-from ..functional.pairwise import dot_similarity
+from ..functional.pairwise_lse import cosface_pair_lse
 from ..inputs import check_features, check_labels, pick
 from ..registry import register_loss
 
@@ -23,7 +22,11 @@ class PairwiseCosface(nn.Layer):
     ``lp_ij = −γ·S_ij·P_ij + c·(1 − P_ij)``, ``ln_ij = γ·(S_ij·Q_ij + m) + c·(1 − Q_ij)`` with ``c = −99999999``,
     ``loss = mean_i softplus(logsumexp_j lp_ij + logsumexp_j ln_ij)``.
     A row without positives (singleton label) contributes ``softplus(≈ −1e8) = 0`` but stays in the mean, and
-    its sample still gets gradient as a negative of other rows (PaddleClas behaviour, kept).
+    its sample still gets gradient as a negative of other rows (PaddleClas behaviour, kept); a single-class
+    batch gives 0, with a (zero) gradient path.
+    The two log-sum-exps and their gradient ``(G + Gᵀ)·N(x)`` come from
+    :func:`~paddle_losses.functional.pairwise_lse.cosface_pair_lse` (hand-written backward, no dense float
+    masks; same values and gradients as the formula above up to rounding).
 
     Args:
         margin: m, added to the negative similarities. gamma: γ, the scale.
@@ -45,12 +48,8 @@ class PairwiseCosface(nn.Layer):
         x = check_features(pick(embedding, "features", name), name)
         ids = check_labels(targets, x.shape[0], name)
         x = l2_normalize(x, "clamp", axis=1)
-        sim = dot_similarity(x)
-        same, diff = positive_negative(ids)
-        # functional.masks' exclude_self builds a bool eye, which Paddle 3.3.1 CPU has no kernel for.
-        pos = same.astype(sim.dtype) - paddle.eye(x.shape[0], dtype=sim.dtype)
-        neg = diff.astype(sim.dtype)
-        logit_p = -self.gamma * (sim * pos) + _MASKED * (1.0 - pos)
-        logit_n = self.gamma * (sim * neg + self.margin) + _MASKED * (1.0 - neg)
-        rows = F.softplus(paddle.logsumexp(logit_p, axis=1) + paddle.logsumexp(logit_n, axis=1))
-        return {"PairwiseCosface": rows.mean()}
+        same, different = positive_negative(ids)
+        # The two log-sum-exps over S = x·xᵀ have a hand-written backward (functional.pairwise_lse); the
+        # softplus and the mean over [N] rows stay in autograd (Paddle's softplus threshold included).
+        lse = cosface_pair_lse(x, same, different, self.gamma, self.margin, _MASKED)
+        return {"PairwiseCosface": F.softplus(lse).mean()}
