@@ -7,7 +7,8 @@ weights ``P [Na, Nc]`` (0/1 labels or soft confidences; the self pair ``(r, r)``
     row_r = −(T/T_base) · (Σ_{k≠r} P_rk z_rk / w_r − lse_r)
 
 The gradient with respect to the logits is ``∂row_r/∂z_rk = −(T/T_base)·(P_rk/w_r − softmax_rk)``, so the
-backward pass needs only the exponentials of the forward pass and two matmuls. Autograd over the same
+backward pass needs only the exponentials of the forward pass and one matmul (two when only some rows
+are anchors). Autograd over the same
 formula keeps every intermediate (shifted logits, exponentials, masked copies, log-probabilities, their
 products) alive and walks each of them back: about three times the passes over the ``[Na, Nc]`` matrix.
 """
@@ -15,7 +16,6 @@ import paddle
 from paddle.autograd import PyLayer
 
 from .inplace import inplace, zero_diagonal
-
 from .reduce import row_sum
 
 
