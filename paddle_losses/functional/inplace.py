@@ -20,9 +20,18 @@ def inplace(tensor, op, *args):
     return getattr(paddle, op)(tensor, *args)
 
 
-def zero_diagonal(matrix):
-    """``matrix`` with the entries ``(i, i)``, ``i < min(N, M)``, set to 0: in place in eager mode; while tracing
-    (no ``fill_diagonal_`` there) a product with ``1 - eye(N, M)``."""
+def fill_diagonal(matrix, value):
+    """``matrix`` (``[N, M]``) with the entries ``(i, i)``, ``i < min(N, M)``, set to ``value``: in place in eager
+    mode; while tracing (no in-place diagonal fill there) through an identity mask (exact: off-diagonal entries
+    are multiplied by 1 and get 0 added)."""
     if paddle.in_dynamic_mode():
-        return matrix.fill_diagonal_(0.0)
-    return matrix * (1.0 - paddle.eye(matrix.shape[0], matrix.shape[1], dtype=matrix.dtype))
+        # Not fill_diagonal_: it rounds its value to float32 (-99999999 becomes -1e8 in float64 too).
+        n = min(matrix.shape[0], matrix.shape[1])
+        return matrix.fill_diagonal_tensor_(paddle.full([n], value, matrix.dtype))
+    eye = paddle.eye(matrix.shape[0], matrix.shape[1], dtype=matrix.dtype)
+    return matrix * (1.0 - eye) + eye * value
+
+
+def zero_diagonal(matrix):
+    """:func:`fill_diagonal` with 0 (the self pairs of a query × key matrix whose keys start with the queries)."""
+    return fill_diagonal(matrix, 0.0)

@@ -21,19 +21,8 @@ both sides alive and walks each back (peak 7.8 float32 ``N×N`` matrices at N = 
 import paddle
 from paddle.autograd import PyLayer
 
-from .inplace import inplace
+from .inplace import fill_diagonal, inplace
 from .reduce import row_sum
-
-
-def _fill_diagonal(matrix, value):
-    """Square ``matrix`` with its entries ``(i, i)`` set to ``value``: in place in eager mode; while tracing
-    (no in-place diagonal fill there) through an identity mask (exact: off-diagonal entries are multiplied
-    by 1 and get 0 added)."""
-    if paddle.in_dynamic_mode():
-        # Not fill_diagonal_: it rounds its value to float32 (−99999999 becomes −1e8 in float64 too).
-        return matrix.fill_diagonal_tensor_(paddle.full(matrix.shape[:1], value, matrix.dtype))
-    eye = paddle.eye(matrix.shape[0], matrix.shape[1], dtype=matrix.dtype)
-    return matrix * (1.0 - eye) + eye * value
 
 
 def _exp_rows(logits):
@@ -49,7 +38,7 @@ class _CosfacePairLse(PyLayer):
     def forward(ctx, x, same, different, gamma, margin, masked):
         sim = paddle.matmul(x, x, transpose_y=True)
         pos_logits = paddle.scale(sim, -gamma)
-        pos_logits = _fill_diagonal(inplace(pos_logits, "masked_fill", different, masked), masked)
+        pos_logits = fill_diagonal(inplace(pos_logits, "masked_fill", different, masked), masked)
         # γ·(S + m), rounded as PaddleClas's dense formula rounds it; S's buffer is not needed any more.
         neg_masked = paddle.full([], margin, x.dtype) * gamma + paddle.full([], masked, x.dtype)
         neg_logits = inplace(inplace(sim, "scale", gamma, margin, False), "masked_fill", same, neg_masked)
