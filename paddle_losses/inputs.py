@@ -98,3 +98,9 @@ def check_labels(label, n, owner, what="label"):
     if label.dtype != paddle.int64:
         label = label.astype("int64")
     return label
+
+
+def keyed_features_and_labels(input, target, key, owner):
+    """``(features [N, D], labels [N] int64)`` of a loss that reads ``input[key]`` and a label per row."""
+    x = check_features(pick(input, key, owner), owner, f"input[{key!r}]")
+    return x, check_labels(target, x.shape[0], owner)

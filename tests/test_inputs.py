@@ -69,3 +69,12 @@ def test_losses_trace_under_full_graph_to_static():
     x = paddle.to_tensor(np.random.default_rng(0).normal(size=(8, 4)).astype("float32"))
     y = paddle.to_tensor([0, 0, 1, 1, 2, 2, 3, 3])
     np.testing.assert_allclose(float(static(x, y)), float(_angular_loss_value(x, y)), rtol=1e-6)
+
+
+def test_keyed_features_and_labels_reads_the_key_and_flattens_n_by_1_labels():
+    from paddle_losses.inputs import keyed_features_and_labels
+
+    x, y = keyed_features_and_labels({"neck": paddle.ones([3, 2])}, paddle.to_tensor([[1], [2], [3]]), "neck", "L")
+    assert x.shape == [3, 2] and y.shape == [3] and y.dtype == paddle.int64
+    with pytest.raises(InputError, match="L: label has 2 entries but the batch has 3"):
+        keyed_features_and_labels({"neck": paddle.ones([3, 2])}, paddle.to_tensor([1, 2]), "neck", "L")

@@ -13,7 +13,7 @@ from ..functional.masks import same_label
 from ..functional.mining import hardest_pairs
 from ..functional.normalize import l2_normalize
 from ..functional.reduce import masked_mean, reduce
-from ..inputs import check_features, check_labels, pick
+from ..inputs import keyed_features_and_labels
 from ..memory import CrossBatchMemory, count_call
 from ..registry import register_loss
 
@@ -112,9 +112,7 @@ class TripletAngularMarginLoss(paddle.nn.Layer):
         self.an_fallback = float(an_fallback)
 
     def _features_and_labels(self, input, target):
-        owner = type(self).__name__
-        x = check_features(pick(input, self.feature_from, owner), owner, f"input[{self.feature_from!r}]")
-        y = check_labels(target, x.shape[0], owner)
+        x, y = keyed_features_and_labels(input, target, self.feature_from, type(self).__name__)
         if self.normalize_feature:
             x = l2_normalize(x, "clamp")
         return x, y

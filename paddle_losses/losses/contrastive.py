@@ -11,7 +11,7 @@ from ..functional.inplace import inplace
 from ..functional.masks import same_label
 from ..functional.normalize import l2_normalize
 from ..functional.pairwise import dot_similarity
-from ..inputs import check_features, check_labels, pick
+from ..inputs import keyed_features_and_labels
 from ..memory import CrossBatchMemory, count_call
 from ..registry import register_loss
 
@@ -59,9 +59,7 @@ def contrastive_terms(x, labels, margin, epsilon, keys=None, key_labels=None):
 
 class _ContrastiveBase(paddle.nn.Layer):
     def _features_and_labels(self, input, target):
-        owner = type(self).__name__
-        x = check_features(pick(input, self.feature_from, owner), owner, f"input[{self.feature_from!r}]")
-        y = check_labels(target, x.shape[0], owner)
+        x, y = keyed_features_and_labels(input, target, self.feature_from, type(self).__name__)
         if self.normalize_feature:
             x = l2_normalize(x, "clamp")
         return x, y

@@ -10,7 +10,7 @@ from ..functional.masks import same_label
 from ..functional.mining import hardest_pairs
 from ..functional.normalize import l2_normalize
 from ..functional.reduce import masked_mean
-from ..inputs import check_features, check_labels, pick
+from ..inputs import keyed_features_and_labels
 from ..registry import register_loss
 
 
@@ -54,8 +54,7 @@ class TripletLoss(paddle.nn.Layer):
         self.margin = float(margin)
 
     def forward(self, input, target):
-        x = check_features(pick(input, "features", "TripletLoss"), "TripletLoss", 'input["features"]')
-        y = check_labels(target, x.shape[0], "TripletLoss")
+        x, y = keyed_features_and_labels(input, target, "features", "TripletLoss")
         return {"TripletLoss": euclidean_batch_hard(x, y, self.margin, ties="first")}
 
 
@@ -92,9 +91,7 @@ class TripletLossV2(paddle.nn.Layer):
         self.feature_from = feature_from
 
     def forward(self, input, target):
-        x = check_features(pick(input, self.feature_from, "TripletLossV2"), "TripletLossV2",
-                           f"input[{self.feature_from!r}]")
-        y = check_labels(target, x.shape[0], "TripletLossV2")
+        x, y = keyed_features_and_labels(input, target, self.feature_from, "TripletLossV2")
         if self.normalize_feature:
             x = l2_normalize(x, "add")
         return {"TripletLossV2": euclidean_batch_hard(x, y, self.margin, ties="split")}
