@@ -19,6 +19,14 @@ def view_major(x):
     return x.transpose([1, 0, 2]).reshape([-1, d])
 
 
+def _check_contrast_params(owner, contrast_mode, temperature, base_temperature):
+    if contrast_mode not in ("all", "one"):
+        raise ValueError(f"{owner}: contrast_mode must be 'all' or 'one', got {contrast_mode!r}")
+    if temperature <= 0 or base_temperature <= 0:
+        raise ValueError(f"{owner}: temperature and base_temperature must be > 0, got {temperature} and "
+                         f"{base_temperature}")
+
+
 def _anchor_views(views, contrast_mode):
     """Views per identity that serve as anchors: all (``'all'``) or view 0 only (``'one'``); the anchors are
     the first rows of the view-major contrast set."""
@@ -59,11 +67,7 @@ class SupConLoss(nn.Layer):
         super().__init__()
         if views < 1:
             raise ValueError(f"SupConLoss: views must be >= 1, got {views}")
-        if contrast_mode not in ("all", "one"):
-            raise ValueError(f"SupConLoss: contrast_mode must be 'all' or 'one', got {contrast_mode!r}")
-        if temperature <= 0 or base_temperature <= 0:
-            raise ValueError(f"SupConLoss: temperature and base_temperature must be > 0, got {temperature} and "
-                             f"{base_temperature}")
+        _check_contrast_params("SupConLoss", contrast_mode, temperature, base_temperature)
         self.views = views
         self.temperature = temperature
         self.contrast_mode = contrast_mode
@@ -135,11 +139,7 @@ class SoftSupConLoss(nn.Layer):
     def __init__(self, temperature: float = 0.07, contrast_mode: Literal["all", "one"] = "all",
                  base_temperature: float = 0.07):
         super().__init__()
-        if contrast_mode not in ("all", "one"):
-            raise ValueError(f"SoftSupConLoss: contrast_mode must be 'all' or 'one', got {contrast_mode!r}")
-        if temperature <= 0 or base_temperature <= 0:
-            raise ValueError(f"SoftSupConLoss: temperature and base_temperature must be > 0, got {temperature} "
-                             f"and {base_temperature}")
+        _check_contrast_params("SoftSupConLoss", contrast_mode, temperature, base_temperature)
         self.temperature = temperature
         self.contrast_mode = contrast_mode
         self.base_temperature = base_temperature
