@@ -118,7 +118,7 @@ def ref_step(case, s):
 
 
 def miner_step(spec, s):
-    from paddle_losses.miners import build_miner
+    from paddle_losses.functional.mining import build_miner
     miner = build_miner(dict(spec))
     x, labels = _features(s, 3), C.labels_for(s).reshape([-1])
     x.stop_gradient = True
@@ -200,7 +200,7 @@ class Worker:
         if self.cfg.get("extras", True):
             cases += C.extra_cases(pl.list_losses, pl.get_loss)
         if self.cfg.get("miners", True):
-            importlib.import_module("paddle_losses.miners")  # imported before the freeze below
+            importlib.import_module("paddle_losses.functional.mining")  # imported before the freeze below
         gc.freeze()  # a full collection then scans only objects created by the benchmark (~ms, not ~0.1 s)
         self.calib = calibrate_quadratic_reductions()
         for case in cases:
@@ -256,7 +256,7 @@ class Worker:
 
     def run_miners(self):
         try:
-            from paddle_losses.miners import list_miners
+            from paddle_losses.functional.mining import list_miners
             available = set(list_miners())
         except ImportError:
             return

@@ -3,15 +3,18 @@
 Every dataset returns ``(image float32 CHW, label int64)`` or, with a third list-file column,
 ``(image, label, camera_or_unique_id)``, exactly the tuples PaddleClas's loaders deliver.
 """
+import inspect
 import os
 
 import numpy as np
 import paddle
 
 from ..errors import ConfigError
+from ..registry import registry
 from .transforms import apply_transforms, build_transforms
 
 
+@registry("dataset").register
 class ImageNetDataset(paddle.io.Dataset):
     """A list file of ``relative/path label [camera_or_uid]`` lines, paths joined onto ``image_root``.
 
@@ -92,6 +95,7 @@ class ImageNetDataset(paddle.io.Dataset):
 
 
 # alias used by the vehicle / product configs: the same list-file format with a third column
+@registry("dataset").register
 class VeriWild(ImageNetDataset):
     """Alias of :class:`ImageNetDataset` (``path label [unique_id]`` lines), the name PaddleClas configs use."""
 
@@ -108,6 +112,7 @@ def load_digits_arrays():
     return images, digits.target.astype(np.int64)
 
 
+@registry("dataset").register
 class DigitsDataset(paddle.io.Dataset):
     """The embedded zero-shot retrieval benchmark on scikit-learn's digits (1,797 images, 10 classes).
 
@@ -161,24 +166,13 @@ class DigitsDataset(paddle.io.Dataset):
         return np.ascontiguousarray(img), self.labels[idx]
 
 
-DATASETS = {"ImageNetDataset": ImageNetDataset, "VeriWild": VeriWild, "DigitsDataset": DigitsDataset}
-
-
 def build_dataset(cfg, path, class_num=None):
     """Build the dataset named by ``cfg['name']`` (a dict copy is used; the config is not mutated)."""
     if not isinstance(cfg, dict) or "name" not in cfg:
-        raise ConfigError(f"{path} must be a mapping with a `name` (one of {', '.join(DATASETS)})")
+        raise ConfigError(f"{path} must be a mapping with a `name` (one of "
+                          f"{', '.join(registry('dataset').names())})")
     params = {k: v for k, v in cfg.items() if k != "name"}
-    name = cfg["name"]
-    if name not in DATASETS:
-        from .._suggest import did_you_mean
-        raise ConfigError(f"{path}.name: unknown dataset {name!r}.{did_you_mean(name, DATASETS)} "
-                          f"Available: {', '.join(DATASETS)}")
-    if class_num is not None and name != "DigitsDataset":
+    cls = registry("dataset").get(cfg["name"], f"{path}.name")
+    if class_num is not None and "class_num" in inspect.signature(cls).parameters:
         params.setdefault("class_num", class_num)
-    try:
-        return DATASETS[name](**params)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except TypeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return registry("dataset").build(cfg["name"], params, path)
