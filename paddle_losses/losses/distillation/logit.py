@@ -1,7 +1,7 @@
 """Logit-distillation base losses: DMLLoss, KLDivLoss, DKDLoss, WSLLoss, SKDLoss, DISTLoss.
 
 Each takes the student logits ``s`` and teacher logits ``t`` (both ``[N, C]``). Which side receives a
-gradient follows PaddleClas exactly (spec §8): KLDiv and DKD stop the teacher (it enters ``kl_div`` as the
+gradient follows PaddleClas exactly: KLDiv and DKD stop the teacher (it enters ``kl_div`` as the
 label); DML, WSL, SKD and DIST let it through.
 """
 from typing import Literal, Optional

@@ -1,7 +1,8 @@
 """One benchmark process: runs the grid under the thread setting fixed at its start and writes JSON rows.
 
-Run by :mod:`paddle_losses.bench.cli` as ``python -m paddle_losses.bench.worker CONFIG_JSON OUT_JSONL`` with
-``OMP_NUM_THREADS`` set in its environment (Paddle reads it only when it is imported).
+Started by :func:`benchmarks.cli.run_worker` in a fresh interpreter that puts the repository root first on
+``sys.path`` and calls :func:`main` with ``[CONFIG_JSON, OUT_JSONL]``, with ``OMP_NUM_THREADS`` set in its
+environment (Paddle reads it only when it is imported).
 """
 import fnmatch
 import gc
@@ -157,8 +158,11 @@ class Worker:
         self.log(row)
 
     def log(self, row):
-        bits = [f"[{self.threads}t]", row.get("case", ""), f"B={row.get('B')}", f"D={row.get('D')}",
-                f"M={row.get('M')}"]
+        if row.get("case") == "__meta__":
+            print(f"[{self.threads}t] done in {row['seconds']:.0f} s", file=sys.stderr, flush=True)
+            return
+        bits = [f"[{self.threads}t]", row.get("case", "")]
+        bits += [f"{key}={row[key]}" for key in ("B", "D", "M") if row.get(key) is not None]
         for key in ("ours_s", "floor_s", "ref_s"):
             if row.get(key) is not None:
                 bits.append(f"{key}={row[key]:.4g}")
@@ -285,7 +289,3 @@ def main(argv=None):
     cfg = json.loads(argv[0])
     with open(argv[1], "w") as out:
         Worker(cfg, out).run()
-
-
-if __name__ == "__main__":
-    main()
