@@ -34,7 +34,8 @@ KNOWN_SUBKEYS = {
                "feature_binarize", "re_ranking", "sim_block_size", "seed", "update_freq", "iter_per_epoch",
                "start_eval_epoch", "log_ranks", "print_mem_info", "use_multilabel", "train_mode", "to_static",
                "use_dali", "class_num", "distributed", "num_threads", "gather_embeddings", "plot_curves",
-               "progress_bar", "uniform_output_enabled", "eval_before_train", "diagnostics"),
+               "progress_bar", "uniform_output_enabled", "eval_before_train", "diagnostics", "overwrite_output",
+               "trust_checkpoints", "on_nonfinite_loss"),
 }
 
 
