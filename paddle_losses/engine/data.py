@@ -46,6 +46,7 @@ class ImageNetDataset(paddle.io.Dataset):
         self.list_file = cls_label_path
         # shared with forked loader workers, so the trainer sees what every worker skipped
         self._bad = multiprocessing.Value("l", 0)
+        self._error = multiprocessing.Array("c", 4096)  # the on_bad_sample: error message of a worker
         self.image_root = image_root
         self.ops = build_transforms(transform_ops)
         if not os.path.isfile(cls_label_path):
@@ -100,6 +101,19 @@ class ImageNetDataset(paddle.io.Dataset):
         """How many unreadable samples were skipped so far (in every loader worker)."""
         return int(self._bad.value)
 
+    @property
+    def error(self):
+        """The message of the sample that stopped a loader worker (``on_bad_sample: error``), or ''."""
+        return self._error.value.decode("utf-8", "replace")
+
+    def _fail(self, message):
+        if paddle.io.get_worker_info() is None:
+            raise InputError(message)
+        # in a loader worker a raised error reaches the main process only as Paddle's "blocking queue is
+        # killed" plus a traceback on stderr; instead leave the message for the trainer and end the worker
+        self._error.value = message.encode("utf-8")[: len(self._error) - 1]
+        os._exit(1)
+
     def _image(self, idx):
         with open(self.images[idx], "rb") as fh:
             data = fh.read()
@@ -119,7 +133,7 @@ class ImageNetDataset(paddle.io.Dataset):
                 where = (f"{self.list_file}:{self.linenos[i]}: cannot read image {self.images[i]} "
                          f"({type(exc).__name__}: {exc})")
                 if self.on_bad_sample == "error":
-                    raise InputError(f"{where}; fix or remove the line, or set on_bad_sample: skip") from None
+                    self._fail(f"{where}; fix or remove the line, or set on_bad_sample: skip")
                 with self._bad.get_lock():
                     self._bad.value += 1
                 logging.getLogger("ppcls").warning(f"{where}; skipped, the next sample is used instead")
@@ -219,6 +233,12 @@ class SynchronousLoader:
         for indices in self.batch_sampler:
             fields = default_collate_fn([self.dataset[i] for i in indices])
             yield [paddle.to_tensor(f) for f in fields]
+
+
+def loader_failure(dataset, exc):
+    """The InputError to raise when a loader over ``dataset`` failed with ``exc`` (None: re-raise ``exc``)."""
+    message = getattr(dataset, "error", "")
+    return InputError(message) if message else None
 
 
 def bad_samples(dataset):

@@ -16,7 +16,6 @@ naming the file and the refused global. The vetted bytes (not the file a second 
 that hold other objects.
 """
 import io
-import os
 import pickle
 
 from ..errors import ConfigError
@@ -47,7 +46,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise UnsafeCheckpointError(
             f"{self.path} references {module}.{name}, which a Paddle checkpoint never contains; it was not "
             f"loaded (loading it could run code). If you trust where the file came from, set "
-            f"Global.trust_checkpoints: true (or pass --trust-checkpoints)")
+            f"-o Global.trust_checkpoints=True")
 
     def persistent_load(self, pid):
         raise UnsafeCheckpointError(f"{self.path} uses pickle persistent ids, which Paddle never writes")
@@ -85,8 +84,3 @@ def safe_load(path, trust=False):
         return paddle.load(io.BytesIO(data))
     except Exception as exc:  # Paddle raises many types for a corrupt file; name the file in every case
         raise ConfigError(f"{path} is not a readable Paddle checkpoint ({type(exc).__name__}: {exc})") from None
-
-
-def is_trusted_env():
-    """``PADDLE_LOSSES_TRUST_CHECKPOINTS=1`` (set by ``--trust-checkpoints``) opts out of the check."""
-    return os.environ.get("PADDLE_LOSSES_TRUST_CHECKPOINTS", "").lower() in ("1", "true", "yes")

@@ -28,10 +28,10 @@ import paddle.nn.functional as F
 
 from ..combined import build_loss
 from ..config import AttrDict, format_config
-from ..errors import ConfigError, ConfigWarning, TrainingError
+from ..errors import ConfigError, ConfigWarning, InputError, TrainingError
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
-from .data import SynchronousLoader, bad_samples, build_dataset
+from .data import SynchronousLoader, bad_samples, build_dataset, loader_failure
 from .diagnostics import batch_diagnostics, feature_key_and_margin, memory_fill, nonfinite_report
 from .global_config import validate_global
 from .logging import (AverageMeter, Progress, VisualDLWriter, banner_lines, best_line, diag_line, epoch_line,
@@ -40,7 +40,6 @@ from .metrics import build_retrieval_metrics, build_train_metrics, evaluate_retr
 from .model import build_model, is_rec
 from .optim import build_optimizer
 from .rerank import re_ranking
-from .safe_load import is_trusted_env
 from .samplers import EvalShardSampler, build_sampler
 
 def _resolve_device(name, logger):
@@ -104,7 +103,7 @@ class Engine:
         self.eval_mode = g["eval_mode"]
         self.seed = g["seed"]
         self.update_freq = g["update_freq"]
-        self.trust = g["trust_checkpoints"] or is_trusted_env()
+        self.trust = g["trust_checkpoints"]
         arch = config.get("Arch")
         if not isinstance(arch, dict):
             raise ConfigError("the Arch section is missing")
@@ -307,12 +306,28 @@ class Engine:
             if hasattr(self.train_sampler, "set_epoch"):
                 self.train_sampler.set_epoch(epoch + restart * 100_003)
             got = False
-            for batch in self.train_loader:
+            for batch in self._guarded(self.train_loader):
                 got = True
                 yield batch
             if not got:
                 raise ConfigError("the train loader yields no batch (dataset smaller than one batch?)")
             restart += 1
+
+    @staticmethod
+    def _guarded(loader):
+        """Iterate ``loader``; a failure that a loader worker recorded is raised with its own message."""
+        it = iter(loader)
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:
+                failure = loader_failure(loader.dataset, exc)
+                if failure is None:
+                    raise
+                raise failure from None
+            yield batch
 
     def train(self):
         g, epochs = self.g, self.g["epochs"]
@@ -387,7 +402,10 @@ class Engine:
             labels = batch[1].reshape([batch[0].shape[0], -1]).astype("int64")
             out = self.model_dp(images, labels) if self.is_rec else self.model_dp(images)
             loss_in, loss_labels = dist_utils.gather_batch(out, labels) if gather else (out, labels)
-            loss_dict = self.loss_dp(loss_in, loss_labels)
+            try:
+                loss_dict = self.loss_dp(loss_in, loss_labels)
+            except InputError as exc:  # e.g. NaN embeddings after a divergent step: say when it happened
+                raise InputError(f"epoch {epoch} step {iter_id} (global step {self.global_step}): {exc}") from None
             # a loss configured with reduction "none" reports its mean (the total already sums it)
             loss_values = {k: float(v) if v.size == 1 else float(v.mean()) for k, v in loss_dict.items()}
             if not all(np.isfinite(v) for v in loss_values.values()):
@@ -480,7 +498,7 @@ class Engine:
         key = self.g["retrieval_feature_from"]
         progress = Progress(len(loader), f"{name} features", progress_wanted(self.g["progress_bar"])
                             and self.rank == 0)
-        for batch in loader:
+        for batch in self._guarded(loader):
             x = batch[0]
             y = batch[1].reshape([x.shape[0], -1]).astype("int64")
             out = self.model(x, y) if self.is_rec else self.model(x)
