@@ -155,6 +155,10 @@ def _roll_forward(base, strict):
         if _file_matches(staged, entry):
             try:
                 _replace(staged, final)
+            except FileNotFoundError:
+                if not _file_matches(final, entry):  # else another process finished this rename first
+                    raise ConfigError(f"checkpoint {base}: {staged} vanished while finishing an interrupted "
+                                      f"save") from None
             except OSError as exc:
                 raise ConfigError(f"cannot finish the interrupted checkpoint save {base}: renaming {staged} "
                                   f"to {final} failed ({exc.strerror or exc})") from None

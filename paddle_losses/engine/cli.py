@@ -112,8 +112,8 @@ def run(argv=None, mode="train"):
     except KeyboardInterrupt:
         if debug:
             raise
-        print(f"error: interrupted (Ctrl-C); the last completed epoch is in <output_dir>/latest, resume with "
-              f"-o Global.checkpoints=<output_dir>/latest", file=sys.stderr)
+        print("error: interrupted (Ctrl-C); the last completed epoch is in <output_dir>/latest, resume with "
+              "-o Global.checkpoints=<output_dir>/latest", file=sys.stderr)
         raise SystemExit(130) from None
     except (ConfigError, InputError, TrainingError) as exc:
         if debug:

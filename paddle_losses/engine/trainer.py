@@ -117,8 +117,8 @@ class Engine:
         self.rank = dist_utils.world()[0]
         if self.seed is not None:
             _reseed(self.seed, 0, 0)  # identical initial weights on every rank
-        if self.mode == "train" and self.rank == 0:
-            self._check_output_dir()
+        if self.mode == "train":
+            self._check_output_dir()  # on every rank, so that all of them stop
         self.logger = setup_logger(g["output_dir"], self.rank, g["log_ranks"], self.mode)
         for line in banner_lines() + format_config(self.config):
             self.logger.info(line)

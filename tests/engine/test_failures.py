@@ -9,7 +9,6 @@ import sys
 import time
 
 import numpy as np
-import paddle
 import pytest
 import yaml
 
@@ -58,7 +57,8 @@ def _image_config(tmp_path, image_folder, on_bad=None, workers=0):
                  "Head": {"name": "FC", "embedding_size": 8, "class_num": 4}},
         "Loss": {"Train": [{"CELoss": {"weight": 1.0}}]},
         "Optimizer": {"name": "Adam", "lr": {"name": "ConstLR", "learning_rate": 0.001}},
-        "DataLoader": {"Train": {**ds("train", relabel=True), "sampler": {"name": "DistributedBatchSampler", "batch_size": 8}},
+        "DataLoader": {"Train": {**ds("train", relabel=True),
+                                 "sampler": {"name": "DistributedBatchSampler", "batch_size": 8}},
                        "Eval": {"Query": ds("query"), "Gallery": ds("gallery")}},
         "Metric": {"Eval": [{"Recallk": {"topk": [1]}}]},
     }
