@@ -183,3 +183,14 @@ def test_training_killed_after_any_file_operation_resumes_bit_identical(tmp_path
     for key in uninterrupted:
         np.testing.assert_array_equal(uninterrupted[key], b[key], err_msg=f"kill after op {k}: {key}")
     assert not [n for n in os.listdir(out) if n.endswith((".staged", ".tmp"))]
+
+
+def test_start_up_clean_up_removes_only_checkpoint_temporaries(tmp_path):
+    ours = ["latest.pdparams.4242.tmp", "best_model.pdopt.7.tmp", "epoch_3.pdstates.staged",
+            "latest.manifest.json.tmp", os.path.join("best_model", "model.pdparams.staged")]
+    (tmp_path / "best_model").mkdir()
+    for name in ours + ["notes.tmp", "data.staged.txt"]:
+        (tmp_path / name).write_bytes(b"x" * 10)
+    removed = ckpt.remove_stale_temporaries(str(tmp_path))
+    assert sorted(removed) == sorted(str(tmp_path / n) for n in ours)
+    assert (tmp_path / "notes.tmp").exists() and (tmp_path / "data.staged.txt").exists()
