@@ -1,7 +1,8 @@
 """The training / evaluation loop (PaddleClas's ``Engine``), for metric learning and classification.
 
-Build order follows PaddleClas: seed, logger and config print, device, data loaders, losses, metrics,
-model, pretrained weights, optimizers, data parallelism, resume. One training step:
+Build order follows PaddleClas, as named steps of ``__init__``: settings (every Global key validated first),
+process (seed, logger and config print, device), data loaders, losses and metrics, model and pretrained
+weights, optimizers and data parallelism, resume, reporting. One training step:
 ``out = model(x, label)`` (``model(x)`` when not ``is_rec``) -> optional global gather ->
 ``loss_dict = loss(out, label[B, 1])`` -> ``(loss_dict["loss"] / update_freq).backward()`` -> every
 ``update_freq`` steps each optimizer steps and each per-iteration LR schedule advances.
@@ -14,7 +15,12 @@ Deliberate differences from PaddleClas (docs/compatibility.md, "Trainer and metr
 * retrieval metrics need neither ``Loss.Eval`` nor ``Metric.Eval`` (default: Recallk 1, 5); masked gallery
   items are removed from the ranking; ``mINP`` uses 1-based ranks;
 * ``Global.device: gpu`` on a CPU-only Paddle falls back to the CPU with a warning;
-* missing "always read" Global keys get defaults instead of a KeyError.
+* missing "always read" Global keys get defaults instead of a KeyError, and every key is type- and
+  range-checked at start-up;
+* checkpoint sets are written atomically and loaded through a restricted unpickler (:mod:`.checkpoint`,
+  :mod:`.safe_load`); a new run does not overwrite a finished one without ``Global.overwrite_output``;
+* a NaN/Inf loss stops training (or skips the step); an unreadable image is skipped with a warning (or stops
+  training), never hangs the loader.
 """
 import os
 import random
@@ -117,11 +123,13 @@ class Engine:
         self.rank = dist_utils.world()[0]
         if self.seed is not None:
             _reseed(self.seed, 0, 0)  # identical initial weights on every rank
-        if self.mode == "train":
-            self._check_output_dir()  # on every rank, so that all of them stop
+        replaced = self._check_output_dir() if self.mode == "train" else []  # every rank, so all of them stop
         self.logger = setup_logger(g["output_dir"], self.rank, g["log_ranks"], self.mode)
         for line in banner_lines() + format_config(self.config):
             self.logger.info(line)
+        if replaced:
+            self.logger.warning(f"Global.overwrite_output is True: the previous run's checkpoints in "
+                                f"{g['output_dir']} ({', '.join(replaced[:3])} ...) will be replaced")
         if self.mode == "train" and self.rank == 0:
             for path in ckpt.remove_stale_temporaries(g["output_dir"]):
                 self.logger.warning(f"removed {path}, a leftover of an interrupted checkpoint save")
@@ -133,22 +141,23 @@ class Engine:
                 self.logger.warning(f"the {section} section is ignored by this trainer (CPU float32, no EMA)")
 
     def _check_output_dir(self):
-        """A new run (no ``Global.checkpoints``) must not overwrite the checkpoints of a previous run."""
+        """A new run (no ``Global.checkpoints``) must not overwrite the checkpoints of a previous run.
+
+        Returns the checkpoint files that ``Global.overwrite_output`` allows to be replaced.
+        """
         g = self.g
         out = str(g["output_dir"])
         if g["checkpoints"] or not os.path.isdir(out):
-            return
+            return []
         previous = sorted(n for n in os.listdir(out)
                           if n.endswith(".pdparams") and (n[: -len(".pdparams")] in ("latest", "best_model")
                                                           or n.startswith("epoch_")))
-        if not previous:
-            return
-        if not g["overwrite_output"]:
+        if previous and not g["overwrite_output"]:
             raise ConfigError(
                 f"Global.output_dir {out} already holds a run ({', '.join(previous[:3])}"
                 f"{' ...' if len(previous) > 3 else ''}); resume it with -o Global.checkpoints={out.rstrip('/')}"
                 f"/latest, choose another output_dir, or set Global.overwrite_output=True to replace it")
-        self._overwriting = previous
+        return previous
 
     def _build_data(self):
         g = self.g
@@ -205,9 +214,6 @@ class Engine:
         self.best_metric, self.best_epoch, self.start_epoch, self.global_step = -1.0, 0, 1, 0
         self.history = {"epoch": [], "loss": [], "eval": {}}
         if self.mode != "train" or not g["checkpoints"]:
-            if getattr(self, "_overwriting", None):
-                self.logger.warning(f"Global.overwrite_output is True: the previous run's checkpoints in "
-                                    f"{g['output_dir']} ({', '.join(self._overwriting[:3])} ...) will be replaced")
             return
         states = ckpt.load_checkpoint(g["checkpoints"], self.model, self.train_loss, self.optimizers,
                                       trust=self.trust)
