@@ -41,10 +41,6 @@ def setup_logger(output_dir=None, rank=0, log_ranks="0", mode="train"):
     return logger
 
 
-def get_logger():
-    return logging.getLogger(LOGGER_NAME)
-
-
 def banner_lines():
     text = "PaddleClas is powered by PaddlePaddle ! (paddle_losses trainer)"
     bar = "=" * (len(text) + 4)
