@@ -140,9 +140,9 @@ def build_reducer(spec, path="reducer"):
     return registry("reducer").build(spec["name"], {k: v for k, v in spec.items() if k != "name"}, path)
 
 
-def check_reducer(spec):
-    """The reducer ``spec`` names (see :func:`build_reducer`); a ConfigError when it names none."""
-    return build_reducer(spec)
+def check_reducer(spec, path="reducer"):
+    """The reducer ``spec`` names (see :func:`build_reducer`); a ConfigError naming ``path`` when it names none."""
+    return build_reducer(spec, path)
 
 
 def reduce_elements(losses, reducer="MeanReducer", valid=None):

@@ -16,11 +16,7 @@ def embeddings_and_labels(owner, input, target, feature_from):
 
 def resolve(distance, default, miner, owner):
     """Build the loss's distance and its miner (``None`` = no miner) from config values."""
-    try:
-        dist = build_distance(distance, default)
-    except ValueError as exc:
-        raise ValueError(f"{owner}.distance: {exc}") from None
-    return dist, build_miner(miner, f"{owner}.miner")
+    return build_distance(distance, default, f"{owner}.distance"), build_miner(miner, f"{owner}.miner")
 
 
 def pair_masks(miner, x, labels, owner):

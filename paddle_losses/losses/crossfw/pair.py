@@ -46,7 +46,7 @@ class PMLContrastiveLoss(_PairLoss):
                  feature_from: str = "features"):
         super().__init__()
         self.pos_margin, self.neg_margin = float(pos_margin), float(neg_margin)
-        self.reducer = check_reducer(reducer)
+        self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self._setup(distance, miner, feature_from)
 
     def forward(self, input, target):
@@ -114,7 +114,7 @@ class CircleLoss(_PairLoss):
                  feature_from: str = "features"):
         super().__init__()
         self.m, self.gamma = float(m), float(gamma)
-        self.reducer = check_reducer(reducer)
+        self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self._setup(distance, miner, feature_from)
         if not self.distance.is_inverted:
             raise ValueError("CircleLoss needs a similarity (CosineSimilarity or DotProductSimilarity)")

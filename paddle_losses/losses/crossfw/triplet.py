@@ -74,7 +74,7 @@ class PMLTripletMarginLoss(nn.Layer):
         self.margin = float(margin)
         self.swap = bool(swap)
         self.smooth_loss = bool(smooth_loss)
-        self.reducer = check_reducer(reducer)
+        self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self.distance, self.miner = resolve(distance, "LpDistance", miner, name)
         _reject_pair_miner(self.miner, name)
         self.feature_from = feature_from
