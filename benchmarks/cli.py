@@ -29,21 +29,22 @@ def parse_args(argv=None):
         description="Time forward+backward of every registered metric loss and margin head on P×K batches "
                     "(K=4) against the matmul floor and a re-implementation of PaddleClas's algorithm.")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run (about a minute): B 16,32, D 16, XBM M 64,128, up to 3 timed repeats after "
-                        "one warm-up call, cross-framework losses included")
+                   help="smoke run (under a minute): B 16,32, D 16, XBM M 64,128; after one warm-up call, 1 to 3 "
+                        "timed repeats (as many as fit in 0.05 s); cross-framework losses included")
     p.add_argument("--batch-sizes", type=_ints, help="comma list, default 64,256,1024,4096")
     p.add_argument("--dims", type=_ints, help="comma list of feature sizes D, default 128,512")
     p.add_argument("--xbm-sizes", type=_ints,
-                   help="memory sizes M; the largest is run at every B, the others at --xbm-sweep-batch")
-    p.add_argument("--xbm-sweep-batch", type=int)
+                   help="memory sizes M, default 1024,4096,16384; the largest is run at every B, the others "
+                        "at --xbm-sweep-batch")
+    p.add_argument("--xbm-sweep-batch", type=int, help="batch size for the smaller memory sizes, default 256")
     p.add_argument("--threads", type=_ints, default=[1, 2], help="OMP_NUM_THREADS settings, default 1,2")
     p.add_argument("--only", action="append", help="fnmatch pattern on the row name (repeatable)")
     p.add_argument("--no-references", action="store_true", help="skip the PaddleClas-algorithm timings")
-    p.add_argument("--no-miners", action="store_true")
+    p.add_argument("--no-miners", action="store_true", help="skip the miner timings")
     p.add_argument("--extras", action="store_true",
                    help="also time the registered non-PaddleClas (cross-framework) metric losses, B <= 1024")
-    p.add_argument("--ref-budget", type=float, help="skip a reference whose predicted call exceeds this (s)")
-    p.add_argument("--budget", type=float, help="seconds of repeats per measurement (after warm-up)")
+    p.add_argument("--ref-budget", type=float, help="skip a reference whose predicted call exceeds this many seconds, default 15")
+    p.add_argument("--budget", type=float, help="seconds of repeats per measurement (after warm-up), default 1")
     p.add_argument("--output", help="also write the markdown report to this file")
     p.add_argument("--json", help="also write the raw rows (JSON lines) to this file")
     p.add_argument("--from-json", metavar="FILE", help="render the report from rows saved with --json")

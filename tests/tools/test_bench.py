@@ -111,7 +111,7 @@ def test_help_lists_every_option_and_the_quick_repeats(capsys):
                    "--no-references", "--no-miners", "--extras", "--ref-budget", "--budget", "--output", "--json",
                    "--from-json", "--traceback", "--profile"):
         assert option in text
-    assert "up to 3 timed repeats" in " ".join(text.split())
+    assert "1 to 3 timed repeats" in " ".join(text.split())
 
 
 def test_references_that_would_take_too_long_are_reported_as_estimates():
