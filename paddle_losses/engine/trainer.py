@@ -26,6 +26,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from .. import runtime
 from ..combined import build_loss
 from ..config import AttrDict, format_config
 from ..errors import ConfigError, ConfigWarning
@@ -112,7 +113,7 @@ class Engine:
             self.logger.info(line)
         self.device = _resolve_device(g["device"], self.logger)
         self.logger.info(f"device: {self.device}, world size: {self.world}, rank: {self.rank}, "
-                         f"OMP_NUM_THREADS: {os.environ.get('OMP_NUM_THREADS', 'unset (Paddle uses 1 thread)')}")
+                         f"CPU threads: {runtime.threads() or 'not set (Paddle uses 1)'}")
         for section in ("AMP", "EMA"):
             if config.get(section):
                 self.logger.warning(f"the {section} section is ignored by this trainer (CPU float32, no EMA)")
