@@ -10,6 +10,8 @@ imported and its thread count set in ``paddle_losses.runtime`` (all cores unless
 """
 import argparse
 
+from ..errors import ConfigError
+
 
 def build_parser(mode):
     p = argparse.ArgumentParser(prog=f"paddle-losses {mode}",
@@ -20,7 +22,22 @@ def build_parser(mode):
     p.add_argument("-o", "--override", action="append", default=[],
                    help="KEY=VALUE override, e.g. -o Global.epochs=5 (repeatable, applied in order)")
     p.add_argument("-p", "--profiler_options", default=None, help='profiler settings "k1=v1;k2=v2" (stored only)')
+    if mode == "eval":
+        p.add_argument("--untrained", action="store_true",
+                       help="evaluate the config's freshly initialised model on purpose (no weights loaded)")
     return p
+
+
+def check_eval_has_weights(config, untrained=False):
+    """Refuse to evaluate without weights: the numbers of a randomly initialised model look like results."""
+    g = config.get("Global") or {}
+    if untrained or g.get("pretrained_model") or g.get("checkpoints"):
+        return
+    out = str(g.get("output_dir") or "./output/").rstrip("/")
+    raise ConfigError(f"nothing to evaluate: Global.pretrained_model is not set, so the model would keep its "
+                      f"random initial weights. Pass the weights training wrote, e.g. "
+                      f"-o Global.pretrained_model={out}/best_model, or --untrained to score the untrained model "
+                      f"on purpose")
 
 
 def execute(argv=None, mode="train"):
@@ -43,6 +60,8 @@ def execute(argv=None, mode="train"):
         warnings.simplefilter("always", ConfigWarning)
         config = load_config(path, overrides=args.override)
     config["profiler_options"] = args.profiler_options
+    if mode == "eval":
+        check_eval_has_weights(config, args.untrained)
     runtime.set_threads((config.get("Global") or {}).get("num_threads"))
     engine = Engine(config, mode=mode)
     if mode == "train":

@@ -19,7 +19,6 @@ Deliberate differences from PaddleClas (docs/compatibility.md, "Trainer and metr
 import os
 import random
 import time
-import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -29,7 +28,7 @@ import paddle.nn.functional as F
 from .. import runtime
 from ..combined import build_loss
 from ..config import AttrDict, format_config
-from ..errors import ConfigError, ConfigWarning
+from ..errors import ConfigError
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
 from .data import build_dataset
@@ -56,9 +55,8 @@ GLOBAL_DEFAULTS = {
 def _resolve_device(name, logger):
     name = str(name or "cpu").lower()
     if name.startswith("gpu") and not paddle.device.is_compiled_with_cuda():
+        # one message, in the log the user reads (not also a Python warning on stderr)
         logger.warning(f"Global.device is {name!r} but this Paddle build has no CUDA; falling back to cpu")
-        warnings.warn(f"Global.device {name!r} is not available in this Paddle build; using cpu",
-                      ConfigWarning, stacklevel=3)
         name = "cpu"
     paddle.set_device(name)
     return name
@@ -176,8 +174,12 @@ class Engine:
             self.best_epoch = int(states.get("best_epoch", 0))
             self.global_step = int(states.get("global_step", 0))
             self.history = states.get("history") or self.history
-            self.logger.info(f"Resumed from {g['checkpoints']}: continuing at epoch {self.start_epoch}, "
-                             f"best metric {self.best_metric} (epoch {self.best_epoch})")
+            if self.start_epoch > int(g["epochs"]):
+                self.logger.info(f"nothing to do: the run already finished at epoch {self.start_epoch - 1} "
+                                 f"(Global.epochs is {g['epochs']}; raise it to train further)")
+            else:
+                self.logger.info(f"Resumed from {g['checkpoints']}: continuing at epoch {self.start_epoch}, "
+                                 f"best metric {self.best_metric} (epoch {self.best_epoch})")
         if self.train_loss is not None:
             self.diag_key, self.diag_margin = feature_key_and_margin(self.train_loss)
             self.diag_enabled = bool(g["diagnostics"]) and any(
@@ -255,6 +257,9 @@ class Engine:
 
     def train(self):
         g, epochs = self.g, int(self.g["epochs"])
+        if self.start_epoch > epochs:  # a resumed run that already finished (logged when resuming)
+            return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "last_metrics": None,
+                    "history": self.history}
         if g["eval_before_train"] and self.start_epoch == 1 and self.eval_sets is not None:
             metrics = self.eval(0)
             self._record_eval(0, metrics)
