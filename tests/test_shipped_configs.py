@@ -88,3 +88,10 @@ def test_an_installed_package_trains_a_shipped_config_from_another_directory_on_
     assert f"CPU threads: {len(os.sched_getaffinity(0))}" in log
     assert "OMP_NUM_THREADS" not in log and "ccache" not in log
     assert (tmp_path / "out" / "latest.pdparams").exists()
+
+
+def test_the_training_guides_config_table_lists_every_quick_start_config():
+    guide = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    listed = {line.split("`")[1] for line in guide.splitlines() if line.startswith("| `") and ".yaml`" in line}
+    shipped = {p.name for p in (ROOT / "configs" / "quick_start").glob("*.yaml")}
+    assert shipped <= listed, sorted(shipped - listed)
