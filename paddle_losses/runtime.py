@@ -30,6 +30,15 @@ def import_paddle():
     return paddle
 
 
+def quiet_paddle_notices():
+    """For a command-line process only (it owns its warning filters; the library never changes them):
+    hide Paddle's notes that say nothing about the user's run, the "No ccache found" one and BatchNorm's
+    "When training, we now always track global mean and variance" on every training step."""
+    warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+    warnings.filterwarnings("ignore", message="When training, we now always track global mean",
+                            category=UserWarning)
+
+
 def available_cores():
     """Cores this process may run on (its CPU affinity where the OS reports it)."""
     try:

@@ -86,7 +86,7 @@ def test_an_installed_package_trains_a_shipped_config_from_another_directory_on_
     log = res.stdout + res.stderr
     assert "[Eval][Epoch 1][Avg]" in log
     assert f"CPU threads: {len(os.sched_getaffinity(0))}" in log
-    assert "OMP_NUM_THREADS" not in log and "ccache" not in log
+    assert "OMP_NUM_THREADS" not in log and "ccache" not in log and "Warning" not in log
     assert (tmp_path / "out" / "latest.pdparams").exists()
 
 

@@ -52,6 +52,7 @@ def execute(argv=None, mode="train"):
     from ..config import load_config
     from ..errors import ConfigWarning
 
+    runtime.quiet_paddle_notices()
     runtime.import_paddle()
     from .trainer import Engine
 
