@@ -12,6 +12,7 @@ script) does not import Paddle until something needs it; the command line import
 and with the thread count set (``paddle_losses.runtime``).
 """
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,8 @@ __all__ = [
 def __getattr__(name):
     module = _EXPORTS.get(name)
     if module is None:
+        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f".{name}", __name__)  # pl.registry, pl.config, ...
         raise AttributeError(f"module 'paddle_losses' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value

@@ -54,3 +54,12 @@ def test_importing_the_package_does_not_import_paddle():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": ROOT})
     assert res.stdout.strip() == "False", res.stderr
+
+
+def test_the_lazy_package_still_exposes_its_names_and_submodules():
+    import paddle_losses as pl
+    assert pl.build_loss is __import__("paddle_losses.combined", fromlist=["x"]).build_loss
+    assert pl.registry.is_loss("CELoss")
+    assert "get_loss" in dir(pl)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        pl.no_such_name
