@@ -1,8 +1,26 @@
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
-README = Path(__file__).with_name("README.md")
+HERE = Path(__file__).resolve().parent
+README = HERE / "README.md"
+
+
+class BuildPyWithConfigs(build_py):
+    """Also ship the repository's configs/ (the default and quick-start configs) as package data in
+    paddle_losses/configs/, so an installed package finds them without a checkout. The checkout keeps one
+    copy, at the top, where `python tools/train.py -c configs/...` reads it."""
+
+    def run(self):
+        super().run()
+        if self.editable_mode:  # an editable install reads the checkout's configs/ directly
+            return
+        target = Path(self.build_lib) / "paddle_losses" / "configs"
+        shutil.copytree(HERE / "configs", target, dirs_exist_ok=True,
+                        ignore=lambda folder, files: [f for f in files if not (f.endswith(".yaml")
+                                                                               or (Path(folder) / f).is_dir())])
 
 setup(
     name="paddle_losses",
@@ -25,6 +43,7 @@ setup(
         "visualdl": ["visualdl>=2.2"],
         "test": ["pytest>=7", "setuptools>=70.1", "scikit-learn>=0.24"],
     },
+    cmdclass={"build_py": BuildPyWithConfigs},
     entry_points={
         "console_scripts": ["paddle-losses=paddle_losses.cli:main"],
     },

@@ -4,16 +4,18 @@
     paddle-losses describe NAME [--kind KIND]
     paddle-losses train -c CONFIG [-o KEY=VALUE ...]
     paddle-losses eval  -c CONFIG [-o KEY=VALUE ...]
+    paddle-losses configs [list]
+    paddle-losses configs copy NAME [DEST] [--force]
+
+Importing this module does not import Paddle: ``train``/``eval`` import it through
+``paddle_losses.runtime`` (quietly, then all cores), the other commands when they need the registry.
 """
 import argparse
 import inspect
-import os
 import sys
 import textwrap
 
 from .errors import ConfigError
-
-_REEXEC_MARK = "PADDLE_LOSSES_THREADS_SET"
 
 
 def _find(name, kind=None):
@@ -75,16 +77,30 @@ def _list(pattern, heads, kind=None):
     return "\n".join(names) if names else f"no {kind} matches {pattern!r}"
 
 
+def _configs(args):
+    from . import shipped_configs
+    try:
+        if args.action == "list":
+            print(f"shipped configs (in {shipped_configs.root()}); train one with "
+                  f"`paddle-losses train -c NAME`, copy one with `paddle-losses configs copy NAME`:")
+            for name in shipped_configs.names():
+                print("  " + name)
+            return 0
+        if not args.name:
+            print("error: configs copy needs a NAME (see `paddle-losses configs list`) or `all`", file=sys.stderr)
+            return 2
+        for path in shipped_configs.copy(args.name, args.dest, overwrite=args.force):
+            print(f"wrote {path}")
+        return 0
+    except (FileNotFoundError, FileExistsError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("train", "eval"):
-        from .engine.cli import run, set_thread_env
-        if os.environ.get(_REEXEC_MARK) is None:
-            # Paddle fixes its math thread count when it is imported, which the console script has already
-            # done; restart once with OMP_NUM_THREADS set (Global.num_threads, else all cores).
-            set_thread_env(argv[1:])
-            os.environ[_REEXEC_MARK] = "1"
-            os.execv(sys.executable, [sys.executable, "-m", "paddle_losses.cli"] + argv)
+        from .engine.cli import run
         return run(argv[1:], mode=argv[0])
 
     parser = argparse.ArgumentParser(
@@ -104,7 +120,19 @@ def main(argv=None):
                                                      "kind that has it, losses first)")
     sub.add_parser("train", help="train from a PaddleClas-style YAML config", add_help=False)
     sub.add_parser("eval", help="evaluate a checkpoint from a PaddleClas-style YAML config", add_help=False)
+    p_cfg = sub.add_parser("configs", help="list the configs shipped with the package, or copy one to edit",
+                           description="`configs list` shows the shipped configs (usable as -c NAME from any "
+                                       "directory); `configs copy NAME [DEST]` copies one (or `all`) to edit.")
+    p_cfg.add_argument("action", nargs="?", choices=("list", "copy"), default="list")
+    p_cfg.add_argument("name", nargs="?", help="config to copy: quick_start/arcmargin_ce.yaml, arcmargin_ce, or all")
+    p_cfg.add_argument("dest", nargs="?", default=".", help="folder or file name to copy to (default: .)")
+    p_cfg.add_argument("--force", action="store_true", help="overwrite existing files")
     args = parser.parse_args(argv)
+    if args.command == "configs":
+        return _configs(args)
+    if args.command in ("list", "describe"):
+        from .runtime import import_paddle
+        import_paddle()
     try:
         if args.command == "list":
             print(_list(args.pattern, args.heads, args.kind))

@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from train import main  # noqa: E402  (the same thread setup and entry)
+from train import main  # noqa: E402  (the same entry)
 
 if __name__ == "__main__":
     sys.exit(main("eval"))

@@ -1,16 +1,19 @@
 """``tools/train.py`` / ``tools/eval.py`` / ``paddle-losses train|eval``: PaddleClas's command line.
 
-``run(argv, mode)`` accepts ``-c/--config PATH`` (default: the repository's ``configs/quickstart.yaml``),
-repeatable ``-o/--override KEY=VALUE`` (applied in order) and ``-p/--profiler_options STR`` (stored as the
-top-level ``profiler_options`` key, as PaddleClas does; no profiler is run). The resolved config is printed
-at start in PaddleClas's ``k : v`` form.
+``run(argv, mode)`` accepts ``-c/--config PATH`` (default: the shipped ``configs/quickstart.yaml``; a path
+that does not exist is looked up among the shipped configs, so ``-c configs/quick_start/x.yaml`` works
+from any directory), repeatable ``-o/--override KEY=VALUE`` (applied in order) and
+``-p/--profiler_options STR`` (stored as the top-level ``profiler_options`` key, as PaddleClas does; no
+profiler is run). The resolved config is printed at start in PaddleClas's ``k : v`` form. Paddle is
+imported and its thread count set in ``paddle_losses.runtime`` (all cores unless ``Global.num_threads`` or
+``$PADDLE_LOSSES_NUM_THREADS`` says otherwise).
 """
 import argparse
 import os
 import sys
-from pathlib import Path
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
+from ..errors import ConfigError
+
 DEBUG_ENV = "PADDLE_LOSSES_DEBUG"
 
 
@@ -18,46 +21,29 @@ def build_parser(mode):
     p = argparse.ArgumentParser(prog=f"paddle-losses {mode}",
                                 description=f"PaddleClas-style {mode} script for paddle_losses")
     p.add_argument("-c", "--config", default=None,
-                   help=f"YAML config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[1])})")
+                   help="YAML config (default: the shipped configs/quickstart.yaml; `paddle-losses configs list` "
+                        "shows the shipped ones)")
     p.add_argument("-o", "--override", action="append", default=[],
                    help="KEY=VALUE override, e.g. -o Global.epochs=5 (repeatable, applied in order)")
     p.add_argument("-p", "--profiler_options", default=None, help='profiler settings "k1=v1;k2=v2" (stored only)')
     p.add_argument("--debug", action="store_true",
                    help=f"show the full traceback of an error (also: {DEBUG_ENV}=1)")
+    if mode == "eval":
+        p.add_argument("--untrained", action="store_true",
+                       help="evaluate the config's freshly initialised model on purpose (no weights loaded)")
     return p
 
 
-def threads_from(config_path, overrides):
-    """``Global.num_threads`` from the YAML and the ``-o`` list without importing Paddle (None if unset)."""
-    import yaml
-    value = None
-    try:
-        with open(config_path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-        value = (data.get("Global") or {}).get("num_threads")
-    except (OSError, yaml.YAMLError, AttributeError):
-        pass
-    for opt in overrides or []:
-        if opt.split("=", 1)[0].strip() == "Global.num_threads" and "=" in opt:
-            value = opt.split("=", 1)[1].strip()
-    try:
-        return int(value) if value not in (None, "", "None", "null") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def set_thread_env(argv=None):
-    """Set ``OMP_NUM_THREADS`` before Paddle is imported (Paddle uses one math thread otherwise).
-
-    ``Global.num_threads`` wins; else an existing ``OMP_NUM_THREADS`` is kept; else all CPU cores.
-    """
-    args, _ = build_parser("train").parse_known_args(argv)
-    n = threads_from(args.config or DEFAULT_CONFIG, args.override)
-    if n is not None:
-        os.environ["OMP_NUM_THREADS"] = str(n)
-    else:
-        os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    return int(os.environ["OMP_NUM_THREADS"])
+def check_eval_has_weights(config, untrained=False):
+    """Refuse to evaluate without weights: the numbers of a randomly initialised model look like results."""
+    g = config.get("Global") or {}
+    if untrained or g.get("pretrained_model") or g.get("checkpoints"):
+        return
+    out = str(g.get("output_dir") or "./output/").rstrip("/")
+    raise ConfigError(f"nothing to evaluate: Global.pretrained_model is not set, so the model would keep its "
+                      f"random initial weights. Pass the weights training wrote, e.g. "
+                      f"-o Global.pretrained_model={out}/best_model, or --untrained to score the untrained model "
+                      f"on purpose")
 
 
 def execute(argv=None, mode="train"):
@@ -68,18 +54,22 @@ def execute(argv=None, mode="train"):
     args = build_parser(mode).parse_args(argv)
     import warnings
 
+    from .. import runtime, shipped_configs
     from ..config import load_config
     from ..errors import ConfigWarning
+
+    runtime.quiet_paddle_notices()
+    runtime.import_paddle()
     from .trainer import Engine
 
-    path = args.config or str(DEFAULT_CONFIG)
-    if args.config is None and not os.path.exists(path):
-        raise SystemExit(f"no -c/--config given and the default {path} does not exist "
-                         f"(run from a source checkout or pass -c)")
+    path = shipped_configs.resolve(args.config) if args.config else str(shipped_configs.default_config())
     with warnings.catch_warnings():
         warnings.simplefilter("always", ConfigWarning)
         config = load_config(path, overrides=args.override)
     config["profiler_options"] = args.profiler_options
+    if mode == "eval":
+        check_eval_has_weights(config, args.untrained)
+    runtime.set_threads((config.get("Global") or {}).get("num_threads"))
     engine = Engine(config, mode=mode)
     if mode == "train":
         return engine.train()

@@ -17,6 +17,7 @@ GLOBAL_DEFAULTS = {
     "seed": None, "update_freq": 1, "iter_per_epoch": None, "start_eval_epoch": 0, "log_ranks": "0",
     "gather_embeddings": False, "eval_before_train": False, "plot_curves": True, "progress_bar": None,
     "diagnostics": True, "overwrite_output": False, "trust_checkpoints": False, "on_nonfinite_loss": "stop",
+    "num_threads": None,
 }
 
 MAX_INT = 10 ** 9  # larger counts are typos (and would overflow Paddle's int32 step counters)
@@ -26,7 +27,7 @@ MAX_INT = 10 ** 9  # larger counts are typos (and would overflow Paddle's int32 
 _RULES = {
     "epochs": ("int", 1), "eval_interval": ("int", 1), "save_interval": ("int", 0),
     "print_batch_step": ("int", 1), "sim_block_size": ("int", 1), "update_freq": ("int", 1),
-    "iter_per_epoch": ("int?", 1), "start_eval_epoch": ("int", 0), "seed": ("int?", 0),
+    "iter_per_epoch": ("int?", 1), "num_threads": ("int?", 1), "start_eval_epoch": ("int", 0), "seed": ("int?", 0),
     "eval_during_train": ("bool", None), "use_visualdl": ("bool", None), "feature_normalize": ("bool", None),
     "re_ranking": ("bool", None), "gather_embeddings": ("bool", None), "eval_before_train": ("bool", None),
     "plot_curves": ("bool", None), "diagnostics": ("bool", None), "overwrite_output": ("bool", None),

@@ -160,6 +160,24 @@ class VisualDLWriter:
 
 
 # ----------------------------------------------------------------------------------------- curves
+def epoch_axis(epochs, max_ticks=10):
+    """x range and tick epochs of a curves panel: ``(lo, hi, ticks)``.
+
+    Ticks fall on whole epochs: every epoch of a short run, else the first, the last and the multiples of
+    a round step (1, 2, 5, 10, 20, ...) that keeps them under ``max_ticks``; a single epoch sits in the middle of a one-epoch-wide
+    range, so no epoch that did not run is labelled.
+    """
+    first, last = int(min(epochs)), int(max(epochs))
+    raw = (last - first) / max(1, max_ticks)
+    step = next(k * 10 ** e for e in range(12) for k in (1, 2, 5) if k * 10 ** e >= raw)
+    inner = [t for t in range(first - first % step + step, last, step)
+             if t - first >= step / 2 and last - t >= step / 2]
+    ticks = sorted({first, *inner, last})
+    if first == last:
+        return first - 0.5, last + 0.5, ticks
+    return first, last, ticks
+
+
 def plot_curves(path, history, width=900, height=420):
     """Draw per-epoch train loss (left) and eval metrics (right) into a PNG with Pillow only.
 
@@ -182,17 +200,21 @@ def plot_curves(path, history, width=900, height=420):
             draw.text((x0 + 10, y0 + 10), "no data", fill=(128, 128, 128))
             continue
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        xmin, xmax = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+        xmin, xmax, ticks = epoch_axis(xs)
         ymin, ymax = min(ys), max(ys)
         if ymax - ymin < 1e-12:
             ymin, ymax = ymin - 0.5, ymax + 0.5
         draw.text((x0 - 45, y0 - 4), f"{ymax:.3g}", fill=(0, 0, 0))
         draw.text((x0 - 45, y1 - 8), f"{ymin:.3g}", fill=(0, 0, 0))
-        draw.text((x0, y1 + 4), f"epoch {xmin}", fill=(0, 0, 0))
-        draw.text((x1 - 60, y1 + 4), f"epoch {xmax}", fill=(0, 0, 0))
 
         def to_px(x, y):
             return (x0 + (x - xmin) / (xmax - xmin) * (x1 - x0), y1 - (y - ymin) / (ymax - ymin) * (y1 - y0))
+
+        for tick in ticks:
+            tx = to_px(tick, ymin)[0]
+            draw.line([(tx, y1), (tx, y1 + 4)], fill=(0, 0, 0))
+            draw.text((tx - 3 * len(str(tick)), y1 + 5), str(tick), fill=(0, 0, 0))
+        draw.text(((x0 + x1) // 2 - 15, y1 + 18), "epoch", fill=(0, 0, 0))
 
         for si, (name, s) in enumerate(series.items()):
             colour = colours[si % len(colours)]
@@ -201,6 +223,6 @@ def plot_curves(path, history, width=900, height=420):
                 draw.line(pxs, fill=colour, width=2)
             for px, py in pxs:
                 draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=colour)
-            draw.text((x0 + 8 + 110 * (si % 3), y1 + 20 + 14 * (si // 3)), name, fill=colour)
+            draw.text((x0 + 8 + 110 * (si % 3), y1 + 32 + 12 * (si // 3)), name, fill=colour)
     img.save(path)
     return path

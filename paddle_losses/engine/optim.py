@@ -39,6 +39,21 @@ class Constant(lr_mod.LRScheduler):
         return self.base_lr
 
 
+class LinearWarmup(lr_mod.LinearWarmup):
+    """Paddle's ``LinearWarmup`` (same schedule, same state dict), restored without a false warning.
+
+    Paddle's version saves the wrapped schedule under its own ``LinearWarmup_LR`` key, then on load hands
+    that key to the base class, which counts it as "unused values in state_dict" and warns on every exact
+    resume. This one loads the base keys and the wrapped schedule's separately.
+    """
+
+    def set_state_dict(self, state_dict):
+        own = {k: v for k, v in state_dict.items() if k != "LinearWarmup_LR"}
+        lr_mod.LRScheduler.set_state_dict(self, own)
+        if isinstance(self.learning_rate, lr_mod.LRScheduler):
+            self.learning_rate.set_state_dict(state_dict["LinearWarmup_LR"])
+
+
 _COMMON = ("name", "learning_rate", "warmup_epoch", "warmup_start_lr", "last_epoch", "by_epoch", "epochs",
            "step_each_epoch", "verbose")
 
@@ -158,8 +173,8 @@ def build_lr(cfg, epochs, step_each_epoch, path="Optimizer.lr"):
     warmup_steps = int(round(warmup_epoch * unit))
     if warmup_steps > 0:
         end = sched.last_lr if factory is Piecewise else base
-        sched = lr_mod.LinearWarmup(sched, warmup_steps, start_lr=float(cfg.get("warmup_start_lr", 0.0)),
-                                    end_lr=float(end), last_epoch=last_epoch)
+        sched = LinearWarmup(sched, warmup_steps, start_lr=float(cfg.get("warmup_start_lr", 0.0)),
+                             end_lr=float(end), last_epoch=last_epoch)
     sched.by_epoch = by_epoch
     sched.on_plateau = False
     return sched

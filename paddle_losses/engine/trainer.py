@@ -32,6 +32,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from .. import runtime
 from ..combined import build_loss
 from ..config import AttrDict, format_config
 from ..errors import ConfigError, ConfigWarning, InputError, TrainingError
@@ -51,9 +52,8 @@ from .samplers import EvalShardSampler, build_sampler
 def _resolve_device(name, logger):
     name = str(name or "cpu").lower()
     if name.startswith("gpu") and not paddle.device.is_compiled_with_cuda():
+        # one message, in the log the user reads (not also a Python warning on stderr)
         logger.warning(f"Global.device is {name!r} but this Paddle build has no CUDA; falling back to cpu")
-        warnings.warn(f"Global.device {name!r} is not available in this Paddle build; using cpu",
-                      ConfigWarning, stacklevel=3)
         name = "cpu"
     paddle.set_device(name)
     return name
@@ -135,7 +135,7 @@ class Engine:
                 self.logger.warning(f"removed {path}, a leftover of an interrupted checkpoint save")
         self.device = _resolve_device(g["device"], self.logger)
         self.logger.info(f"device: {self.device}, world size: {self.world}, rank: {self.rank}, "
-                         f"OMP_NUM_THREADS: {os.environ.get('OMP_NUM_THREADS', 'unset (Paddle uses 1 thread)')}")
+                         f"CPU threads: {runtime.threads() or 'not set (Paddle uses 1)'}")
         for section in ("AMP", "EMA"):
             if self.config.get(section):
                 self.logger.warning(f"the {section} section is ignored by this trainer (CPU float32, no EMA)")
@@ -235,8 +235,12 @@ class Engine:
                    f"epochs: the LR schedule, which spans all epochs, now differs from the interrupted run's")
             self.logger.warning(msg)
             warnings.warn(msg, ConfigWarning, stacklevel=3)
-        self.logger.info(f"Resumed from {g['checkpoints']}: continuing at epoch {self.start_epoch}, "
-                         f"best metric {self.best_metric} (epoch {self.best_epoch})")
+        if self.start_epoch > int(g["epochs"]):
+            self.logger.info(f"nothing to do: the run already finished at epoch {self.start_epoch - 1} "
+                             f"(Global.epochs is {g['epochs']}; raise it to train further)")
+        else:
+            self.logger.info(f"Resumed from {g['checkpoints']}: continuing at epoch {self.start_epoch}, "
+                             f"best metric {self.best_metric} (epoch {self.best_epoch})")
 
     def _start_reporting(self):
         g = self.g
@@ -337,6 +341,9 @@ class Engine:
 
     def train(self):
         g, epochs = self.g, self.g["epochs"]
+        if self.start_epoch > epochs:  # a resumed run that already finished (logged when resuming)
+            return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "last_metrics": None,
+                    "history": self.history}
         if g["eval_before_train"] and self.start_epoch == 1 and self.eval_sets is not None:
             metrics = self.eval(0)
             self._record_eval(0, metrics)

@@ -25,3 +25,4 @@ def _quiet_ppcls_logger():
 def _one_thread_env(monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("PADDLE_LOSSES_NUM_THREADS", "1")

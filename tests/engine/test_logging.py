@@ -5,7 +5,7 @@ import re
 
 from PIL import Image
 
-from paddle_losses.engine.logging import (AverageMeter, best_line, epoch_line, eval_line, plot_curves,
+from paddle_losses.engine.logging import (AverageMeter, best_line, epoch_axis, epoch_line, eval_line, plot_curves,
                                           progress_wanted, setup_logger, step_line)
 
 
@@ -66,3 +66,20 @@ def test_curves_png_is_drawn_with_pillow(tmp_path):
     assert img.size == (900, 420)
     colours = {c for _, c in img.getcolors(100000)}
     assert (31, 119, 180) in colours  # a curve was drawn, not just the frame
+
+
+def test_epoch_axis_ticks_every_epoch_of_a_short_run():
+    assert epoch_axis([1, 2, 3]) == (1, 3, [1, 2, 3])
+    assert epoch_axis([0, 1, 2, 3, 4, 5]) == (0, 5, [0, 1, 2, 3, 4, 5])
+
+
+def test_epoch_axis_of_a_one_epoch_run_labels_only_that_epoch():
+    lo, hi, ticks = epoch_axis([1])
+    assert ticks == [1] and lo < 1 < hi and hi - lo == 1  # no phantom "epoch 2"
+
+
+def test_epoch_axis_thins_long_runs_and_keeps_the_last_epoch():
+    lo, hi, ticks = epoch_axis(list(range(1, 101)))
+    assert (lo, hi) == (1, 100) and ticks[0] == 1 and ticks[-1] == 100 and len(ticks) <= 11
+    assert all(b > a for a, b in zip(ticks, ticks[1:]))
+    assert epoch_axis([0, 120])[2][-1] == 120

@@ -141,13 +141,18 @@ def _write(tmp_path, text):
     return p
 
 
-def test_gpu_device_on_a_cpu_build_falls_back_with_a_warning(tmp_path, capsys):
-    with pytest.warns(Warning, match="cpu"):
-        from paddle_losses.config import load_config
-        cfg = load_config(str(QUICKSTART), overrides=fast(tmp_path, extra=["Global.device=gpu"]))
+def test_gpu_device_on_a_cpu_build_falls_back_with_one_warning(tmp_path, capsys):
+    import warnings
+
+    from paddle_losses.config import load_config
+    cfg = load_config(str(QUICKSTART), overrides=fast(tmp_path, extra=["Global.device=gpu"]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         engine = trainer_mod.Engine(cfg)
     assert engine.device == "cpu"
-    assert "falling back to cpu" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert (out.out + out.err).count("falling back to cpu") == 1
+    assert not [w for w in caught if "cpu" in str(w.message)]  # not also a Python warning
 
 
 def test_batch_size_not_divisible_by_sample_per_id_names_the_config_path(tmp_path):
@@ -265,3 +270,23 @@ def test_classification_mode_with_a_plain_classifier(tmp_path):
     result = engine.train()
     assert list(result["last_metrics"]) == ["top1", "top5"]
     assert result["last_metrics"]["top1"] > 0.8  # ten digit classes, chance is 0.1
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_do_without_warnings(tmp_path, capsys):
+    build_engine(QUICKSTART, fast(tmp_path, epochs=1, iters=2)).train()
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.suffix != ".log"}
+    capsys.readouterr()
+    from paddle_losses.config import load_config
+    cfg = load_config(str(QUICKSTART), overrides=fast(tmp_path, epochs=1, iters=2,
+                                                        extra=[f"Global.checkpoints={tmp_path / 'latest'}"]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        engine = trainer_mod.Engine(cfg)
+        result = engine.train()
+    out = capsys.readouterr().out
+    assert "nothing to do: the run already finished at epoch 1 (Global.epochs is 1" in out
+    assert "continuing at epoch" not in out and "[Train]" not in out
+    assert result["last_metrics"] is None and result["history"]["epoch"] == [1]
+    # Paddle's LinearWarmup reports its own saved key as "unused values in state_dict" on every resume
+    assert not [w for w in caught if "unused values" in str(w.message)]
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name in before} == before  # no checkpoint rewritten

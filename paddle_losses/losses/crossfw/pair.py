@@ -3,7 +3,7 @@
 Each works on the ``[N, N]`` matrix of its distance (or similarity) and on positive / negative pair masks
 (every valid pair: same label off the diagonal / different label, or the pairs a miner kept), in O(N²).
 """
-from typing import Literal, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 import paddle

@@ -1,5 +1,5 @@
 """pytorch-metric-learning softmax-style embedding losses: NT-Xent, SupCon, N-pairs."""
-from typing import Literal, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 import paddle
