@@ -17,9 +17,9 @@ from paddle_losses.engine.cli import run
 from paddle_losses.errors import ConfigError, TrainingError
 
 
-def _run(capsys, config, overrides, mode="train"):
+def _run(capsys, config, overrides, mode="train", flags=()):
     """``run`` of the CLI: (exit code, stderr) -- the error line, if any, is the SystemExit message."""
-    argv = ["-c", str(config)] + [a for o in overrides for a in ("-o", o)]
+    argv = ["-c", str(config)] + [a for o in overrides for a in ("-o", o)] + list(flags)
     try:
         code, message = run(argv, mode), ""
     except SystemExit as exc:  # a string code is printed to stderr with exit status 1
@@ -88,7 +88,7 @@ def test_on_bad_sample_error_stops_with_the_file_and_line_never_hangs(tmp_path, 
 
 def test_eval_mode_with_an_unreadable_image_errors_cleanly(tmp_path, image_folder, capsys):
     cfg = _image_config(tmp_path, image_folder, on_bad="error")
-    code, err = _run(capsys, cfg, [], mode="eval")
+    code, err = _run(capsys, cfg, [], mode="eval", flags=["--untrained"])
     assert code != 0 and "query_list.txt:2: cannot read image" in err
 
 
