@@ -63,7 +63,8 @@ def installed_layout(tmp_path_factory):
 
 
 def run_cli(site, cwd, *args, timeout=120):
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTHONPATH", "PADDLE_LOSSES_NUM_THREADS")}
+    inherited = ("OMP_NUM_THREADS", "PYTHONPATH", "PADDLE_LOSSES_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in inherited}
     env["PYTHONPATH"] = str(site)
     return subprocess.run([sys.executable, "-m", "paddle_losses.cli", *args], capture_output=True, text=True,
                           cwd=str(cwd), env=env, timeout=timeout)

@@ -164,8 +164,8 @@ def epoch_axis(epochs, max_ticks=10):
     """x range and tick epochs of a curves panel: ``(lo, hi, ticks)``.
 
     Ticks fall on whole epochs: every epoch of a short run, else the first, the last and the multiples of
-    a round step (1, 2, 5, 10, 20, ...) that keeps them under ``max_ticks``; a single epoch sits in the middle of a one-epoch-wide
-    range, so no epoch that did not run is labelled.
+    a round step (1, 2, 5, 10, 20, ...) that keeps them to about ``max_ticks``; a single epoch sits in the
+    middle of a one-epoch-wide range, so no epoch that did not run is labelled.
     """
     first, last = int(min(epochs)), int(max(epochs))
     raw = (last - first) / max(1, max_ticks)

@@ -74,8 +74,6 @@ def register_into(target=None, names=None, on_conflict="overwrite"):
     Returns:
         The list of names that now resolve to our classes.
     """
-    if on_conflict not in ON_CONFLICT:
-        raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}")
     if target is None:
         target = importlib.import_module("ppcls.loss")
     return _register(_namespace(target), names if names is not None else list_losses(), get_loss, on_conflict)

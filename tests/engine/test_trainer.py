@@ -289,4 +289,5 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_do_without_warnings(tm
     assert result["last_metrics"] is None and result["history"]["epoch"] == [1]
     # Paddle's LinearWarmup reports its own saved key as "unused values in state_dict" on every resume
     assert not [w for w in caught if "unused values" in str(w.message)]
-    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name in before} == before  # no checkpoint rewritten
+    after = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name in before}
+    assert after == before  # no checkpoint rewritten
