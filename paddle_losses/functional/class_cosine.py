@@ -52,7 +52,11 @@ class _ColumnNormalizedMatmul(PyLayer):
         if not need_w:
             return grad_x, None
         grad_w = paddle.matmul(xn, g, transpose_x=True)
-        coef = (grad * cos).sum(axis=0, keepdim=True) * paddle.square(r)
+        coef = None  # Σ_i G_ic·cos_ic, a block of rows at a time (no [N, C] temporary)
+        for start, stop in _row_blocks(grad.shape[0], 8):
+            part = (grad[start:stop] * cos[start:stop]).sum(axis=0, keepdim=True)
+            coef = part if coef is None else inplace(coef, "add", part)
+        coef = inplace(coef, "multiply", paddle.square(r))
         for start, stop in _row_blocks(weight.shape[0], ctx.block):
             grad_w[start:stop] = grad_w[start:stop] - weight[start:stop] * coef
         return grad_x, grad_w
