@@ -1,7 +1,7 @@
 """``paddle-losses`` command line: list and describe registered losses/heads, train and evaluate.
 
-    paddle-losses list [PATTERN] [--heads]
-    paddle-losses describe NAME
+    paddle-losses list [PATTERN] [--heads | --kind KIND|all]
+    paddle-losses describe NAME [--kind KIND]
     paddle-losses train -c CONFIG [-o KEY=VALUE ...]
     paddle-losses eval  -c CONFIG [-o KEY=VALUE ...]
 """
@@ -16,15 +16,24 @@ from .errors import ConfigError
 _REEXEC_MARK = "PADDLE_LOSSES_THREADS_SET"
 
 
-def _describe(name):
-    from .registry import get_head, get_loss, is_head
+def _find(name, kind=None):
+    """``(kind, part)`` for ``name``: in ``kind``'s registry, else the first kind that has it (losses first)."""
+    from .registry import kinds, registry
+    if kind is not None:
+        return kind, registry(kind).get(name)
+    for k in kinds():
+        if name in registry(k):
+            return k, registry(k).get(name)
+    registry("loss").get(name)  # raises the loss registry's "did you mean" error
+
+
+def _describe(name, kind=None):
     from .validation import _resolved_hints, constructor_params, describe_type
 
-    cls = get_head(name) if is_head(name) else get_loss(name)
-    kind = "head" if is_head(name) else "loss"
-    params, var_kw = constructor_params(cls)
-    hints = _resolved_hints(cls)
-    lines = [f"{cls.__name__} ({kind}, {cls.__module__})", "", "Parameters:"]
+    kind, part = _find(name, kind)
+    params, var_kw = constructor_params(part)
+    hints = _resolved_hints(part)
+    lines = [f"{part.__name__} ({kind}, {part.__module__})", "", "Parameters:"]
     if not params:
         lines.append("  (none)")
     for pname, p in params.items():
@@ -32,23 +41,38 @@ def _describe(name):
         default = "required" if p.default is inspect.Parameter.empty else f"default {p.default!r}"
         lines.append(f"  {pname}: {tp} ({default})")
     if var_kw:
-        lines.append("  **kwargs: passed through")
+        lines.append("  **kwargs: accepted (other keys are ignored; a key that looks like a misspelt parameter "
+                     "is an error)")
     if kind == "loss":
         lines.append("  weight: float (required in YAML; the factor in the total, not a constructor argument)")
-    reads = getattr(cls, "input_keys", None)
-    writes = getattr(cls, "output_keys", None)
-    lines += ["", "Reads from the input dict: " + (", ".join(reads) if reads else "(not declared)"),
-              "Output keys: " + (", ".join(writes) if writes else "(not declared)")]
-    doc = inspect.getdoc(cls)
+    if kind in ("loss", "head"):
+        reads = list(getattr(part, "input_keys", ()))
+        chosen_by = getattr(part, "input_key_params", ())
+        target = getattr(part, "target_keys", ())
+        text = ", ".join(reads) if reads else "(tensors passed as arguments, see forward)"
+        if chosen_by:
+            text += f"; keys chosen by the parameter(s) {', '.join(chosen_by)}"
+        lines.append("")
+        lines.append("Reads from the input dict: " + text)
+        if target:
+            lines.append("Reads from the label dict: " + ", ".join(target))
+        lines.append(f"Called as: forward{inspect.signature(part.forward)}".replace("(self, ", "(")
+                     .replace("(self)", "()"))
+        writes = getattr(part, "output_keys", None)
+        lines.append("Output keys: " + (", ".join(writes) if writes else "(not declared)"))
+    doc = inspect.getdoc(part)
     if doc:
         lines += ["", doc]
     return "\n".join(lines)
 
 
-def _list(pattern, heads):
-    from .registry import list_heads, list_losses
-    names = (list_heads if heads else list_losses)(pattern)
-    return "\n".join(names) if names else f"no {'head' if heads else 'loss'} matches {pattern!r}"
+def _list(pattern, heads, kind=None):
+    from .registry import kinds, registry
+    if kind == "all":
+        return "\n".join(f"{k} ({len(registry(k))}): {', '.join(registry(k).names(pattern))}" for k in kinds())
+    kind = kind or ("head" if heads else "loss")
+    names = registry(kind).names(pattern)
+    return "\n".join(names) if names else f"no {kind} matches {pattern!r}"
 
 
 def main(argv=None):
@@ -71,16 +95,21 @@ def main(argv=None):
     p_list = sub.add_parser("list", help="list registered losses (or heads) matching an fnmatch pattern")
     p_list.add_argument("pattern", nargs="?", default="*", help="e.g. 'Triplet*' (case-sensitive)")
     p_list.add_argument("--heads", action="store_true", help="list heads instead of losses")
-    p_desc = sub.add_parser("describe", help="show a loss's or head's parameters, inputs, outputs and docs")
+    p_list.add_argument("--kind", default=None,
+                        help="list another kind of part (miner, distance, reducer, backbone, neck, dataset, "
+                             "sampler, metric, transform, optimizer, lr), or 'all' for every kind with counts")
+    p_desc = sub.add_parser("describe", help="show a part's parameters (and a loss's inputs, outputs) and docs")
     p_desc.add_argument("name")
+    p_desc.add_argument("--kind", default=None, help="the kind to look the name up in (default: the first "
+                                                     "kind that has it, losses first)")
     sub.add_parser("train", help="train from a PaddleClas-style YAML config", add_help=False)
     sub.add_parser("eval", help="evaluate a checkpoint from a PaddleClas-style YAML config", add_help=False)
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
-            print(_list(args.pattern, args.heads))
+            print(_list(args.pattern, args.heads, args.kind))
         else:
-            print(_describe(args.name))
+            print(_describe(args.name, args.kind))
     except ConfigError as exc:
         print("error: " + textwrap.fill(str(exc), 100, subsequent_indent="  "), file=sys.stderr)
         return 2

@@ -53,6 +53,8 @@ class CombinedLoss(nn.Layer):
             except (ValueError, TypeError, AssertionError, KeyError, DeprecationWarning) as exc:  # ConfigError too
                 where = f"{entry_path}.{name}"
                 msg = str(exc)
+                if msg.startswith(f"{name}."):  # a nested part (miner, distance, reducer) named its own path
+                    msg = f"{entry_path}.{msg}"
                 raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from exc
             self.loss_weight.append(weight)
             self.loss_names.append(name)

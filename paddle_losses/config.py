@@ -9,11 +9,20 @@ Override values are typed without ``eval``: Python literals via ``ast.literal_ev
 such as ``1/255`` or ``2**10`` via a numeric-only evaluator; lower-case ``true``/``false``/``null`` become
 ``True``/``False``/``None``; flow collections such as ``[a, b]`` are read as YAML; anything else stays a
 string (``none``, the CELoss reduction, stays the string ``"none"``).
+
+Bounds, so that a hostile or mistaken config cannot exhaust memory or time (nothing in a config is ever
+evaluated): a config file is at most ``MAX_CONFIG_BYTES``; after alias expansion it has at most
+``MAX_NODES`` values and ``MAX_DEPTH`` levels -- counted on the shared alias structure before anything is
+copied, so a "billion laughs" alias bomb is refused in milliseconds; an ``-o`` key has at most
+``MAX_KEY_SEGMENTS`` segments and its value at most ``MAX_VALUE_CHARS`` characters and ``MAX_DEPTH``
+brackets; a number written as text that overflows to inf (``1e999``) and any non-finite ``weight`` or
+``margin`` are errors.
 """
 import ast
 import copy
 import math
 import operator
+import os
 import re
 import warnings
 
@@ -21,6 +30,12 @@ import yaml
 
 from ._suggest import close_matches, did_you_mean
 from .errors import ConfigError, ConfigWarning
+
+MAX_CONFIG_BYTES = 2 * 1024 * 1024  # the largest shipped config is a few KB
+MAX_NODES = 100_000  # values after alias expansion; shipped configs have under 500 (expanding 10^5 takes ~1 s)
+MAX_DEPTH = 64  # nesting levels; real configs use 6
+MAX_KEY_SEGMENTS = 32
+MAX_VALUE_CHARS = 4096
 
 KNOWN_SECTIONS = ("Global", "Arch", "Loss", "UnLabelLoss", "Optimizer", "DataLoader", "Metric", "AMP", "EMA",
                   "Infer", "Slim", "Export")
@@ -34,7 +49,8 @@ KNOWN_SUBKEYS = {
                "feature_binarize", "re_ranking", "sim_block_size", "seed", "update_freq", "iter_per_epoch",
                "start_eval_epoch", "log_ranks", "print_mem_info", "use_multilabel", "train_mode", "to_static",
                "use_dali", "class_num", "distributed", "num_threads", "gather_embeddings", "plot_curves",
-               "progress_bar", "uniform_output_enabled", "eval_before_train", "diagnostics"),
+               "progress_bar", "uniform_output_enabled", "eval_before_train", "diagnostics", "overwrite_output",
+               "trust_checkpoints", "on_nonfinite_loss"),
 }
 
 
@@ -120,21 +136,37 @@ _BOOL_WORDS = {"true": True, "false": False, "null": None}
 def parse_value(text):
     """Type one ``-o`` value (see the module docstring for the rules)."""
     s = text.strip()
+    if len(s) > MAX_VALUE_CHARS:
+        raise ConfigError(f"an override value has {len(s):,} characters; at most {MAX_VALUE_CHARS} are accepted")
+    depth = level = 0
+    for ch in s:
+        level += ch in "[{("
+        level -= ch in "]})"
+        depth = max(depth, level)
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"an override value nests {depth} brackets deep; at most {MAX_DEPTH} are accepted")
     if s in _BOOL_WORDS:
         return _BOOL_WORDS[s]
     try:
-        return ast.literal_eval(s)
+        value = ast.literal_eval(s)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         pass
+    else:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"override value {s!r} overflows to {value}; write a finite number")
+        return value
     try:
         return eval_numeric(s)
     except (ValueError, ZeroDivisionError, OverflowError, RecursionError):
         pass
     if s[:1] in "[{":
         try:
-            return _coerce_literals(yaml.safe_load(s))
-        except yaml.YAMLError:
-            pass
+            data = yaml.safe_load(s)
+        except (yaml.YAMLError, RecursionError):
+            data = None
+        else:
+            check_size(data, f"override value {s[:40]!r}")
+            return _coerce_literals(data)
     return text
 
 
@@ -155,12 +187,58 @@ def _coerce_scalar(v):
     return v
 
 
-def _coerce_literals(obj):
+def _is_weight_or_margin(key):
+    return isinstance(key, str) and ("weight" in key.lower() or "margin" in key.lower())
+
+
+def _coerce_literals(obj, path=()):
     if isinstance(obj, dict):
-        return {k: _coerce_literals(v) for k, v in obj.items()}
+        out = {}
+        for k, v in obj.items():
+            value = _coerce_literals(v, path + (k,))
+            if isinstance(value, float) and not math.isfinite(value) and _is_weight_or_margin(k):
+                raise ConfigError(f"{_fmt_path(path + (k,)) or k} is {value}; weights and margins must be finite")
+            out[k] = value
+        return out
     if isinstance(obj, list):
-        return [_coerce_literals(v) for v in obj]
-    return _coerce_scalar(obj)
+        return [_coerce_literals(v, path + (i,)) for i, v in enumerate(obj)]
+    value = _coerce_scalar(obj)
+    if isinstance(obj, str) and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{_fmt_path(path) or 'a value'}: {obj.strip()!r} overflows to {value}; "
+                          f"write a finite number")
+    return value
+
+
+def check_size(data, source="the config"):
+    """Refuse a parsed YAML tree whose alias expansion exceeds ``MAX_NODES`` or ``MAX_DEPTH`` (or is cyclic).
+
+    Sizes are memoised per shared node, so the check is linear in the *unexpanded* document.
+    """
+    sizes, active = {}, set()
+
+    def size(node, depth):
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{source} nests deeper than {MAX_DEPTH} levels")
+        if not isinstance(node, (dict, list)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(f"{source} has an alias that contains itself (a cycle)")
+        active.add(key)
+        children = node.values() if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_NODES:
+                raise ConfigError(f"{source} expands to more than {MAX_NODES:,} values (anchors and aliases "
+                                  f"multiply what they repeat); a config needs a few hundred")
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(data, 0)
 
 
 # ----------------------------------------------------------------------------------------- overrides
@@ -185,7 +263,15 @@ def apply_override(cfg, option):
     if not key or any(not seg for seg in key.split(".")):
         raise ConfigError(f"override {option!r} has an empty key segment; expected e.g. Global.epochs=10")
     segs = key.split(".")
-    value = parse_value(value)
+    if len(segs) > MAX_KEY_SEGMENTS:
+        raise ConfigError(f"override key {key[:60]!r}... has {len(segs)} segments; at most {MAX_KEY_SEGMENTS} "
+                          f"are accepted")
+    try:
+        value = parse_value(value)
+    except ConfigError as exc:
+        raise ConfigError(f"override {key}: {exc}") from None
+    if isinstance(value, float) and not math.isfinite(value) and _is_weight_or_margin(segs[-1]):
+        raise ConfigError(f"override {key}={value}: weights and margins must be finite")
     node, done = cfg, []
     for i, seg in enumerate(segs):
         last = i == len(segs) - 1
@@ -243,21 +329,35 @@ def _warn_typos(cfg):
                                   f"{section}.{hits[0]}?", ConfigWarning, stacklevel=3)
 
 
-def parse_config(text_or_mapping):
-    """Parse YAML text (or take a mapping) into an :class:`AttrDict` with literals coerced."""
+def parse_config(text_or_mapping, source=None):
+    """Parse YAML text (or take a mapping) into an :class:`AttrDict` with literals coerced.
+
+    ``source`` (the file name) is named in every error. Sizes are bounded (see the module docstring).
+    """
+    where = f"config file {source}" if source else "the config"
     if isinstance(text_or_mapping, (str, bytes)):
+        if len(text_or_mapping) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{where} has {len(text_or_mapping):,} bytes; a config is at most "
+                              f"{MAX_CONFIG_BYTES:,} (is this the right file?)")
         try:
             data = yaml.load(text_or_mapping, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"the config is not valid YAML: {exc}") from None
+            raise ConfigError(f"{where} is not valid YAML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{where} nests deeper than YAML parsing allows") from None
+        check_size(data, where)
     else:
+        check_size(text_or_mapping, where)
         data = copy.deepcopy(text_or_mapping)
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"a config must be a YAML mapping of sections (Global, Arch, Loss, ...), "
+        raise ConfigError(f"{where}: a config must be a YAML mapping of sections (Global, Arch, Loss, ...), "
                           f"got a {type(data).__name__}")
-    return to_attrdict(_coerce_literals(data))
+    try:
+        return to_attrdict(_coerce_literals(data))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def load_config(path=None, overrides=None, validate=True, text=None):
@@ -276,11 +376,20 @@ def load_config(path=None, overrides=None, validate=True, text=None):
         if path is None:
             raise ConfigError("load_config needs a path or text")
         try:
+            if os.path.getsize(path) > MAX_CONFIG_BYTES:
+                raise ConfigError(f"config file {path} has {os.path.getsize(path):,} bytes; a config is at most "
+                                  f"{MAX_CONFIG_BYTES:,} (is this the right file?)")
             with open(path, encoding="utf-8") as fh:
                 text = fh.read()
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
-    cfg = parse_config(text)
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path} is a directory") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    cfg = parse_config(text, source=path)
     for opt in overrides or []:
         apply_override(cfg, opt)
     _warn_typos(cfg)

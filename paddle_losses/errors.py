@@ -15,3 +15,7 @@ class InputError(ValueError):
 
 class ConfigWarning(UserWarning):
     """A config is accepted but probably not what the user meant (typo in a known section, new key)."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a loss that turned NaN/Inf); the message names the step and what was seen."""

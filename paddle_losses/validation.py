@@ -16,10 +16,15 @@ from .registry import get_head, get_loss, is_head, is_loss
 _EMPTY = inspect.Parameter.empty
 
 
+def _signature_target(part):
+    """What a config's parameters are passed to: a class's ``__init__``, or a factory function itself."""
+    return part.__init__ if inspect.isclass(part) else part
+
+
 def constructor_params(cls):
-    """Ordered ``{name: inspect.Parameter}`` of ``cls.__init__`` (without ``self``, ``*args``, ``**kwargs``),
-    and whether it accepts arbitrary keyword arguments."""
-    sig = inspect.signature(cls.__init__)
+    """Ordered ``{name: inspect.Parameter}`` of ``cls.__init__`` (or of a factory function; without ``self``,
+    ``*args``, ``**kwargs``), and whether it accepts arbitrary keyword arguments."""
+    sig = inspect.signature(_signature_target(cls))
     params, var_kw = {}, False
     for i, (name, p) in enumerate(sig.parameters.items()):
         if i == 0 and name == "self":
@@ -33,7 +38,7 @@ def constructor_params(cls):
 
 def _resolved_hints(cls):
     try:
-        return typing.get_type_hints(cls.__init__)
+        return typing.get_type_hints(_signature_target(cls))
     except Exception:  # noqa: BLE001 - unresolvable forward references: fall back to no type checks
         return {}
 
@@ -96,36 +101,49 @@ def type_matches(value, tp):
     return True
 
 
-def signature_text(cls):
+def signature_text(cls, injected=()):
     """``name=default`` list of a constructor, for error messages."""
     params, _ = constructor_params(cls)
     parts = []
     for name, p in params.items():
+        if name in injected:
+            continue
         parts.append(name if p.default is _EMPTY else f"{name}={p.default!r}")
     return ", ".join(parts) if parts else "(no parameters)"
 
 
-def check_params(cls, params, path):
-    """Validate ``params`` for ``cls(**params)``; ``path`` is the config path of the parameter mapping."""
+def check_params(cls, params, path, injected=()):
+    """Validate ``params`` for ``cls(**injected, **params)``; ``path`` is the config path of the mapping.
+
+    ``injected`` names the arguments the caller supplies (a config may not set them). A part that takes
+    ``**kwargs`` accepts keys it does not name (PaddleClas configs carry keys that only PaddleClas reads),
+    but a key that looks like a misspelt parameter is still an error: ``num_featurs`` next to
+    ``num_features`` is a typo, not an extra.
+    """
     accepted, var_kw = constructor_params(cls)
+    accepted = {k: v for k, v in accepted.items() if k not in injected}
     hints = _resolved_hints(cls)
     valid = ", ".join(accepted) or "(none)"
+    name = getattr(cls, "__name__", str(cls))
     for key, value in params.items():
         if not isinstance(key, str):
             raise ConfigError(f"{path}: parameter names must be strings, got {key!r}")
+        if key in injected:
+            raise ConfigError(f"{path}.{key}: {name}'s {key!r} is supplied by the trainer and cannot be set "
+                              f"in the config.")
         if key not in accepted:
-            if var_kw:
+            hint = did_you_mean(key, accepted)
+            if var_kw and not hint:
                 continue
-            raise ConfigError(f"{path}.{key}: {cls.__name__} has no parameter {key!r}."
-                              f"{did_you_mean(key, accepted)} Valid parameters: {valid}.")
+            raise ConfigError(f"{path}.{key}: {name} has no parameter {key!r}.{hint} Valid parameters: {valid}.")
         tp = hints.get(key, accepted[key].annotation)
         if not type_matches(value, tp):
             raise ConfigError(f"{path}.{key}: expected {describe_type(tp)}, got {type(value).__name__} "
-                              f"{value!r}. {cls.__name__}({signature_text(cls)})")
+                              f"{value!r}. {name}({signature_text(cls, injected)})")
     missing = [n for n, p in accepted.items() if p.default is _EMPTY and n not in params]
     if missing:
-        raise ConfigError(f"{path}: {cls.__name__} needs the parameter(s) {', '.join(missing)}. "
-                          f"{cls.__name__}({signature_text(cls)})")
+        raise ConfigError(f"{path}: {name} needs the parameter(s) {', '.join(missing)}. "
+                          f"{name}({signature_text(cls, injected)})")
 
 
 def split_entry(entry, path):

@@ -15,13 +15,16 @@ if TESTS not in sys.path:
 
 @pytest.fixture
 def scratch_registry():
-    """Register test-only classes for the duration of a test, then remove them from the registry."""
+    """Register test-only parts for the duration of a test, then restore every kind's table."""
     from paddle_losses import registry
 
-    registry._ensure_loaded()
-    before = (dict(registry._LOSSES), dict(registry._HEADS))
+    tables = {}
+    for kind in registry.kinds():
+        reg = registry.registry(kind)
+        reg.names()  # built-ins and plugins loaded before the snapshot
+        tables[kind] = dict(reg._table)
     yield registry
-    registry._LOSSES.clear()
-    registry._LOSSES.update(before[0])
-    registry._HEADS.clear()
-    registry._HEADS.update(before[1])
+    for kind, table in tables.items():
+        reg = registry.registry(kind)
+        reg._table.clear()
+        reg._table.update(table)

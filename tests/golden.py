@@ -1,4 +1,5 @@
-"""Loading and comparing the golden cases in tests/fixtures/ (copied from ../shared/golden/).
+"""Loading and comparing the golden cases in tests/fixtures/ (recorded from PaddleClas's own code at the commit
+named in ``metric/manifest.json`` and ``other/index.json``, and from the peer frameworks: ``crossfw/README.md``).
 
 Three layouts exist:
 * ``metric/<Class>__<case>.npz``: ``meta`` JSON, ``input__<key>``, ``label``, ``out__<key>``, ``grad__<x>``,

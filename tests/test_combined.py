@@ -6,6 +6,7 @@ import paddle
 import pytest
 
 import paddle_losses as pl
+from paddle_losses.errors import ConfigError
 from golden import assert_close, case, tensor
 
 
@@ -120,3 +121,17 @@ def test_total_is_differentiable(toys):
     out = pl.build_loss([{"ToyTwoKeyLoss": {"weight": 0.5}}])({"features": x}, None)
     out["loss"].backward()
     np.testing.assert_allclose(x.grad.numpy(), 0.5 * (1.0 + 2 * x.numpy()))
+
+
+@pytest.mark.parametrize("spec,match", [
+    ({"miner": {"name": "MultiSimilarityMinr"}},
+     r"^Loss\.Train\[0\]\.MultiSimilarityLoss\.miner\.name: miner 'MultiSimilarityMinr' is not registered\. "
+     r"Did you mean 'MultiSimilarityMiner'"),
+    ({"miner": {"name": "MultiSimilarityMiner", "epsiln": 0.1}},
+     r"^Loss\.Train\[0\]\.MultiSimilarityLoss\.miner\.epsiln: .*Did you mean 'epsilon'"),
+    ({"distance": "Cosine"},
+     r"^Loss\.Train\[0\]\.MultiSimilarityLoss\.distance\.name: distance 'Cosine' is not registered"),
+])
+def test_nested_part_errors_carry_the_full_config_path(spec, match):
+    with pytest.raises(ConfigError, match=match):
+        pl.build_loss([{"MultiSimilarityLoss": {"weight": 1.0, **spec}}])

@@ -209,3 +209,76 @@ def test_format_config_matches_paddleclas_print_config_layout():
         "Loss : ", "    Train : ", "        CELoss : ", "            weight : 1.0", "-" * 60,
         "lower : 3",
     ]
+
+
+# ---------------------------------------------------------------------------------------- bounds
+def _alias_bomb(levels, width=9):
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    return "\n".join(lines) + f"\nGlobal: {{x: *a{levels - 1}}}\n"
+
+
+def test_an_alias_bomb_is_refused_before_anything_is_copied():
+    import time
+    text = _alias_bomb(9)  # 448 bytes that would expand to ~8e8 values
+    start = time.time()
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values"):
+        parse_config(text)
+    assert time.time() - start < 1.0
+
+
+def test_small_alias_trees_still_expand_into_independent_copies():
+    c = parse_config(_alias_bomb(3))  # 9 * 9 * 9 = 729 leaves, twice
+    assert len(c.Global.x) == 9 and c.Global.x[0][0] == ["lol"] * 9
+    c.Global.x[0][0][0] = "changed"
+    assert c.Global.x[1][0][0] == "lol" and c.a2[0][0][0] == "lol"
+
+
+def test_a_self_referencing_alias_is_refused():
+    with pytest.raises(ConfigError, match="contains itself"):
+        parse_config("a: &a [1, *a]\n")
+
+
+def test_deep_nesting_is_refused_with_a_config_error():
+    with pytest.raises(ConfigError, match="nests deeper than 64 levels"):
+        parse_config("a: " + "[" * 100 + "]" * 100)
+    with pytest.raises(ConfigError, match="nests deeper than YAML parsing allows"):
+        parse_config("a: " + "[" * 5000 + "]" * 5000)
+
+
+def test_a_huge_config_file_is_refused_by_size(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("Global:\n  note: " + "x" * (3 * 1024 * 1024) + "\n")
+    with pytest.raises(ConfigError, match=r"big\.yaml has 3,145,7\d\d bytes; a config is at most 2,097,152"):
+        load_config(str(path))
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("a: [1, 2\nb: 3\n")
+    with pytest.raises(ConfigError, match=r"config file .*broken\.yaml is not valid YAML"):
+        load_config(str(path))
+    path.write_bytes(b"Global:\n  x: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml is not UTF-8 text"):
+        load_config(str(path))
+
+
+@pytest.mark.parametrize("option,message", [
+    ("Global.x=" + "[" * 100_000, "has 100,000 characters"),
+    ("Global.x=" + "[" * 100 + "]" * 100, "nests 100 brackets deep"),
+    (".".join(["a"] * 100_000) + "=1", "has 100000 segments"),
+    ("Global.epochs=" + "1" * 4300, "has 4,300 characters"),
+    ("Loss.Train.0.CELoss.weight=1e999", "overflows to inf"),
+])
+def test_override_keys_and_values_are_bounded(option, message):
+    with pytest.raises(ConfigError, match=message):
+        cfg(option)
+
+
+@pytest.mark.parametrize("text", ["Loss:\n  Train:\n    - CELoss: {weight: 1e999}\n",
+                                  "Loss:\n  Train:\n    - CELoss: {weight: .inf}\n",
+                                  "Loss:\n  Train:\n    - TripletLossV2: {margin: .nan}\n"])
+def test_non_finite_weights_and_margins_are_refused(text):
+    with pytest.raises(ConfigError, match=r"Loss\.Train\[0\]\.\w+\.(weight|margin)"):
+        parse_config(text)

@@ -6,8 +6,8 @@ import pytest
 import paddle_losses as pl
 from golden import cases, tensor
 from paddle_losses.errors import ConfigError
-from paddle_losses.functional import miners as M
-from paddle_losses.miners import (BatchAllMiner, BatchHardMiner, MultiSimilarityMiner, SemiHardMiner,
+from paddle_losses.functional.mining import selections as M
+from paddle_losses.functional.mining import (BatchAllMiner, BatchHardMiner, MultiSimilarityMiner, SemiHardMiner,
                                   TripletMarginMiner, build_miner, list_miners)
 
 
@@ -26,12 +26,12 @@ def test_build_miner_from_mapping_name_and_none():
 
 
 @pytest.mark.parametrize("spec,match", [
-    ({"name": "BatchHardMinr"}, "unknown miner 'BatchHardMinr'.*BatchHardMiner"),
+    ({"name": "BatchHardMinr"}, "miner 'BatchHardMinr' is not registered. Did you mean 'BatchHardMiner'"),
     ({"margin": 0.2}, "'name'"),
     ({"name": "TripletMarginMiner", "type_of_triplets": "medium"}, "type_of_triplets"),
     ({"name": "TripletMarginMiner", "margin": "big"}, "margin"),
     ({"name": "SemiHardMiner", "definition": "facenet"}, "definition"),
-    ({"name": "BatchHardMiner", "distance": "Euclid"}, "unknown distance"),
+    ({"name": "BatchHardMiner", "distance": "Euclid"}, "distance 'Euclid' is not registered"),
     ({"name": "BatchHardMiner", "k": 3}, "no parameter"),
 ])
 def test_bad_miner_specs_raise_config_errors_naming_the_path(spec, match):

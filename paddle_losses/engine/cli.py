@@ -7,9 +7,11 @@ at start in PaddleClas's ``k : v`` form.
 """
 import argparse
 import os
+import sys
 from pathlib import Path
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
+DEBUG_ENV = "PADDLE_LOSSES_DEBUG"
 
 
 def build_parser(mode):
@@ -20,6 +22,8 @@ def build_parser(mode):
     p.add_argument("-o", "--override", action="append", default=[],
                    help="KEY=VALUE override, e.g. -o Global.epochs=5 (repeatable, applied in order)")
     p.add_argument("-p", "--profiler_options", default=None, help='profiler settings "k1=v1;k2=v2" (stored only)')
+    p.add_argument("--debug", action="store_true",
+                   help=f"show the full traceback of an error (also: {DEBUG_ENV}=1)")
     return p
 
 
@@ -82,16 +86,57 @@ def execute(argv=None, mode="train"):
     return engine.eval(0)
 
 
+def _debug_wanted(argv):
+    args = sys.argv[1:] if argv is None else argv
+    return "--debug" in args or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
+
+
+def _one_line(exc):
+    """The message of an unexpected exception, on one line and of bounded length."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 500 else text[:500] + " ..."
+
+
 def run(argv=None, mode="train"):
     """Command-line entry (``paddle-losses train|eval``, ``tools/*.py``): returns exit status 0.
 
-    A config or input mistake ends the program with a one-line ``error: ...`` message (exit status 1).
+    Every failure ends the program with one ``error: ...`` line on stderr and a non-zero exit status (1;
+    130 for Ctrl-C), never a traceback; ``--debug`` (or ``PADDLE_LOSSES_DEBUG=1``) re-raises instead.
     """
-    from ..errors import ConfigError, InputError
+    from ..errors import ConfigError, InputError, TrainingError
+    debug = _debug_wanted(argv)
     try:
         execute(argv, mode)
-    except (ConfigError, InputError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted (Ctrl-C); the last completed epoch is in <output_dir>/latest, resume with "
+              "-o Global.checkpoints=<output_dir>/latest", file=sys.stderr)
+        raise SystemExit(130) from None
+    except (ConfigError, InputError, TrainingError) as exc:
+        if debug:
+            raise
+        raise SystemExit(f"error: {_one_line(exc)}") from None
+    except RecursionError:
+        if debug:
+            raise
+        raise SystemExit("error: the input is nested too deeply to process") from None
+    except MemoryError:
+        if debug:
+            raise
+        raise SystemExit("error: out of memory (a smaller batch_size, model or dataset needs less)") from None
+    except OSError as exc:
+        if debug:
+            raise
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        raise SystemExit(f"error: {where}{exc.strerror or _one_line(exc)}") from None
+    except Exception as exc:  # anything else: still one line; --debug shows where it came from
+        if debug:
+            raise
+        raise SystemExit(f"error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the "
+                         f"traceback)") from None
     return 0
 
 

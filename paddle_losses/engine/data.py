@@ -3,15 +3,22 @@
 Every dataset returns ``(image float32 CHW, label int64)`` or, with a third list-file column,
 ``(image, label, camera_or_unique_id)``, exactly the tuples PaddleClas's loaders deliver.
 """
+import inspect
+import logging
+import multiprocessing
 import os
 
 import numpy as np
 import paddle
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
+from ..registry import registry
 from .transforms import apply_transforms, build_transforms
 
+BAD_SAMPLE_POLICIES = ("skip", "error")
 
+
+@registry("dataset").register
 class ImageNetDataset(paddle.io.Dataset):
     """A list file of ``relative/path label [camera_or_uid]`` lines, paths joined onto ``image_root``.
 
@@ -23,14 +30,26 @@ class ImageNetDataset(paddle.io.Dataset):
         relabel: map the labels to ``0..K-1``. Divergence: we map them in **sorted** order, so the result is
             reproducible; PaddleClas uses set-iteration order, which is arbitrary.
         class_num: when given, a label outside ``[0, class_num)`` (after relabelling) is an error.
+        on_bad_sample: what an image that cannot be read or decoded does while loading. ``skip`` (default,
+            PaddleClas's behaviour): a warning names the file and its list line, and the next sample in list
+            order is delivered instead (the number skipped is in :attr:`bad_samples`, which the trainer
+            reports per epoch); ``error``: an :class:`~paddle_losses.errors.InputError` with that message.
 
     Errors are raised at construction: a missing list file, a malformed line (file and line number), a
     missing image file (named), a label outside ``class_num``.
     """
 
     def __init__(self, image_root, cls_label_path, transform_ops=None, delimiter=None, relabel=False,
-                 class_num=None, **unused):
+                 class_num=None, on_bad_sample="skip", **unused):
         super().__init__()
+        if on_bad_sample not in BAD_SAMPLE_POLICIES:
+            raise ConfigError(f"on_bad_sample must be one of {', '.join(BAD_SAMPLE_POLICIES)}, "
+                              f"got {on_bad_sample!r}")
+        self.on_bad_sample = on_bad_sample
+        self.list_file = cls_label_path
+        # shared with forked loader workers, so the trainer sees what every worker skipped
+        self._bad = multiprocessing.Value("l", 0)
+        self._error = multiprocessing.Array("c", 4096)  # the on_bad_sample: error message of a worker
         self.image_root = image_root
         self.ops = build_transforms(transform_ops)
         if not os.path.isfile(cls_label_path):
@@ -73,25 +92,63 @@ class ImageNetDataset(paddle.io.Dataset):
             raise ConfigError(f"{cls_label_path}: some lines have a third column (camera/unique id) and some "
                               f"do not; use it on every line or on none")
         self.images = paths
+        self.linenos = linenos
         self.labels = labels
         self.cameras = np.asarray(extra, dtype=np.int64) if all(has_extra) else None
 
     def __len__(self):
         return len(self.images)
 
-    def __getitem__(self, idx):
+    @property
+    def bad_samples(self):
+        """How many unreadable samples were skipped so far (in every loader worker)."""
+        return int(self._bad.value)
+
+    @property
+    def error(self):
+        """The message of the sample that stopped a loader worker (``on_bad_sample: error``), or ''."""
+        return self._error.value.decode("utf-8", "replace")
+
+    def _fail(self, message):
+        if paddle.io.get_worker_info() is None:
+            raise InputError(message)
+        # in a loader worker a raised error reaches the main process only as Paddle's "blocking queue is
+        # killed" plus a traceback on stderr; instead leave the message for the trainer and end the worker
+        self._error.value = message.encode("utf-8")[: len(self._error) - 1]
+        os._exit(1)
+
+    def _image(self, idx):
         with open(self.images[idx], "rb") as fh:
             data = fh.read()
         img = apply_transforms(self.ops, data)
         if img.ndim == 3 and img.shape[-1] in (1, 3) and img.shape[0] not in (1, 3):
             img = img.transpose(2, 0, 1)  # the dataset delivers CHW, as PaddleClas's does
-        img = np.ascontiguousarray(img, dtype=np.float32)
+        return np.ascontiguousarray(img, dtype=np.float32)
+
+    def __getitem__(self, idx):
+        n = len(self.images)
+        for attempt in range(n):
+            i = (idx + attempt) % n
+            try:
+                img = self._image(i)
+                break
+            except Exception as exc:  # any decoder error: PIL, OpenCV, a truncated file, a transform
+                where = (f"{self.list_file}:{self.linenos[i]}: cannot read image {self.images[i]} "
+                         f"({type(exc).__name__}: {exc})")
+                if self.on_bad_sample == "error":
+                    self._fail(f"{where}; fix or remove the line, or set on_bad_sample: skip")
+                with self._bad.get_lock():
+                    self._bad.value += 1
+                logging.getLogger("ppcls").warning(f"{where}; skipped, the next sample is used instead")
+        else:
+            raise InputError(f"{self.list_file}: no image of the list can be read")
         if self.cameras is not None:
-            return img, self.labels[idx], self.cameras[idx]
-        return img, self.labels[idx]
+            return img, self.labels[i], self.cameras[i]
+        return img, self.labels[i]
 
 
 # alias used by the vehicle / product configs: the same list-file format with a third column
+@registry("dataset").register
 class VeriWild(ImageNetDataset):
     """Alias of :class:`ImageNetDataset` (``path label [unique_id]`` lines), the name PaddleClas configs use."""
 
@@ -108,6 +165,7 @@ def load_digits_arrays():
     return images, digits.target.astype(np.int64)
 
 
+@registry("dataset").register
 class DigitsDataset(paddle.io.Dataset):
     """The embedded zero-shot retrieval benchmark on scikit-learn's digits (1,797 images, 10 classes).
 
@@ -161,6 +219,7 @@ class DigitsDataset(paddle.io.Dataset):
         return np.ascontiguousarray(img), self.labels[idx]
 
 
+@registry("dataset").register
 class SyntheticClassesDataset(paddle.io.Dataset):
     """Random ``[1, 8, 8]`` images over ``class_num`` classes: times training steps at large class counts.
 
@@ -188,25 +247,45 @@ class SyntheticClassesDataset(paddle.io.Dataset):
         return image, self.labels[idx]
 
 
-DATASETS = {"ImageNetDataset": ImageNetDataset, "VeriWild": VeriWild, "DigitsDataset": DigitsDataset,
-            "SyntheticClassesDataset": SyntheticClassesDataset}
+class SynchronousLoader:
+    """The ``num_workers: 0`` loader: batches are read and collated in the calling thread.
+
+    Paddle's single-process DataLoader reads in a helper thread; when a sample raises there, the thread
+    dies and the main thread waits forever. Here an exception simply propagates. Batches are lists of
+    tensors, as ``paddle.io.DataLoader(..., return_list=True)`` delivers them.
+    """
+
+    def __init__(self, dataset, batch_sampler):
+        self.dataset, self.batch_sampler = dataset, batch_sampler
+
+    def __len__(self):
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        from paddle.io.dataloader.collate import default_collate_fn
+        for indices in self.batch_sampler:
+            fields = default_collate_fn([self.dataset[i] for i in indices])
+            yield [paddle.to_tensor(f) for f in fields]
+
+
+def loader_failure(dataset, exc):
+    """The InputError to raise when a loader over ``dataset`` failed with ``exc`` (None: re-raise ``exc``)."""
+    message = getattr(dataset, "error", "")
+    return InputError(message) if message else None
+
+
+def bad_samples(dataset):
+    """Unreadable samples a dataset skipped so far (0 for datasets that never skip)."""
+    return int(getattr(dataset, "bad_samples", 0))
 
 
 def build_dataset(cfg, path, class_num=None):
     """Build the dataset named by ``cfg['name']`` (a dict copy is used; the config is not mutated)."""
     if not isinstance(cfg, dict) or "name" not in cfg:
-        raise ConfigError(f"{path} must be a mapping with a `name` (one of {', '.join(DATASETS)})")
+        raise ConfigError(f"{path} must be a mapping with a `name` (one of "
+                          f"{', '.join(registry('dataset').names())})")
     params = {k: v for k, v in cfg.items() if k != "name"}
-    name = cfg["name"]
-    if name not in DATASETS:
-        from .._suggest import did_you_mean
-        raise ConfigError(f"{path}.name: unknown dataset {name!r}.{did_you_mean(name, DATASETS)} "
-                          f"Available: {', '.join(DATASETS)}")
-    if class_num is not None and name != "DigitsDataset":
+    cls = registry("dataset").get(cfg["name"], f"{path}.name")
+    if class_num is not None and "class_num" in inspect.signature(cls).parameters:
         params.setdefault("class_num", class_num)
-    try:
-        return DATASETS[name](**params)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except TypeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return registry("dataset").build(cfg["name"], params, path)

@@ -64,3 +64,26 @@ def batch_diagnostics(out, labels, key, margin):
         active = ((an - ap + margin) > 0).astype("float32") * both
         res["active_triplets"] = float(active.sum() / both.sum())
     return res
+
+
+@paddle.no_grad()
+def nonfinite_report(out, labels, key):
+    """Why a batch may have produced a NaN/Inf loss, as a short text: batch size, anchors without a positive
+    or a negative in the batch, the range of the embedding norms and how many embedding values are not finite."""
+    labels = labels.reshape([-1])
+    n = int(labels.shape[0])
+    parts = [f"{n} samples"]
+    if n >= 1:
+        pos, neg = positive_negative(labels)
+        has_pos = (pos.astype("int32").sum(axis=1) > 1)  # the diagonal is the anchor itself
+        has_neg = (neg.astype("int32").sum(axis=1) > 0)
+        parts.append(f"{n - int(has_pos.astype('int32').sum())} anchors without a positive")
+        parts.append(f"{n - int(has_neg.astype('int32').sum())} without a negative")
+    feat = out.get(key) if isinstance(out, dict) else out
+    if isinstance(feat, paddle.Tensor) and feat.ndim == 2:
+        feat = feat.astype("float32")
+        finite = paddle.isfinite(feat)
+        parts.append(f"{int((~finite).astype('int32').sum())} non-finite values in {key!r}")
+        norms = paddle.linalg.norm(paddle.where(finite, feat, paddle.zeros_like(feat)), axis=1)
+        parts.append(f"{key!r} norms in [{float(norms.min()):.4g}, {float(norms.max()):.4g}]")
+    return ", ".join(parts)

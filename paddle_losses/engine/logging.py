@@ -1,6 +1,6 @@
 """Trainer output: PaddleClas's log lines, an optional progress bar, VisualDL, and a PNG of the curves.
 
-Line formats (PaddleClas §2.8, kept exactly so that greps for ``best``, ``Epoch N`` and ``ips:`` work)::
+Line formats (PaddleClas's, kept exactly so that greps for ``best``, ``Epoch N`` and ``ips:`` work)::
 
     [2024/10/18 17:05:11] ppcls INFO: [Train][Epoch 1/120][Iter: 0/202]lr(LinearWarmup): 0.00000350, CELoss: 6.60000, loss: 6.90100, batch_cost: 0.25000s, reader_cost: 0.01000, ips: 256.00000 samples/s, eta: 1:41:00
     ... [Train][Epoch 1/120][Avg]CELoss: 6.60000, loss: 6.90100
@@ -39,10 +39,6 @@ def setup_logger(output_dir=None, rank=0, log_ranks="0", mode="train"):
         fh.setFormatter(fmt)
         logger.addHandler(fh)
     return logger
-
-
-def get_logger():
-    return logging.getLogger(LOGGER_NAME)
 
 
 def banner_lines():

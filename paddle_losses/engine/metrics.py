@@ -26,6 +26,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..errors import ConfigError
+from ..registry import registry
 
 
 def ranked_relevance(sim, q_labels, g_labels, keep=None):
@@ -61,6 +62,7 @@ def _topk(topk):
     return ks
 
 
+@registry("metric").register
 class Recallk(_Metric):
     def __init__(self, topk=(1, 5), **unused):
         self.topk = _topk(topk)
@@ -73,6 +75,7 @@ class Recallk(_Metric):
         return {f"recall{k}": (first < k).astype(np.float64) for k in self.topk}
 
 
+@registry("metric").register
 class mAP(_Metric):  # noqa: N801 - PaddleClas's config name
     def __init__(self, **unused):
         pass
@@ -87,6 +90,7 @@ class mAP(_Metric):  # noqa: N801 - PaddleClas's config name
         return {"mAP": (cum / ranks * rel).sum(axis=1) / n_rel}
 
 
+@registry("metric").register
 class mINP(_Metric):  # noqa: N801
     def __init__(self, **unused):
         pass
@@ -99,6 +103,7 @@ class mINP(_Metric):  # noqa: N801
         return {"mINP": rel.sum(axis=1) / (last + 1.0)}
 
 
+@registry("metric").register
 class Precisionk(_Metric):
     over_all_queries = True
 
@@ -112,6 +117,7 @@ class Precisionk(_Metric):
         return {f"precision@{k}": rel[:, :k].sum(axis=1) / float(k) for k in self.topk}
 
 
+@registry("metric").register
 class MAPatR(_Metric):
     def __init__(self, **unused):
         pass
@@ -127,6 +133,7 @@ class MAPatR(_Metric):
         return {"MAP@R": (cum / ranks * rel * within).sum(axis=1) / np.maximum(r[:, 0], 1)}
 
 
+@registry("metric").register
 class RPrecision(_Metric):
     def __init__(self, **unused):
         pass
@@ -140,26 +147,35 @@ class RPrecision(_Metric):
         return {"R-precision": (rel * within).sum(axis=1) / np.maximum(r[:, 0], 1)}
 
 
-RETRIEVAL_METRICS = {c.__name__: c for c in (Recallk, mAP, mINP, Precisionk, MAPatR, RPrecision)}
+def _metric_entries(cfg_list, path, example):
+    if not isinstance(cfg_list, list) or not cfg_list:
+        raise ConfigError(f"{path} must be a non-empty list like {example}")
+    for i, entry in enumerate(cfg_list):
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ConfigError(f"{path}[{i}] must be a one-key mapping like `- mAP: {{}}`, got {entry!r}")
+        name, params = next(iter(entry.items()))
+        if params is not None and not isinstance(params, dict):
+            raise ConfigError(f"{path}[{i}].{name}: the parameters must be a mapping, got {params!r}")
+        yield name, params, f"{path}[{i}].{name}"
 
 
 def build_retrieval_metrics(cfg_list, path="Metric.Eval"):
     """Metric objects from ``[{Recallk: {topk: [1, 5]}}, {mAP: {}}]``; ``None`` gives Recallk(1, 5)."""
     if cfg_list is None:
         return [Recallk((1, 5))]
-    if not isinstance(cfg_list, list) or not cfg_list:
-        raise ConfigError(f"{path} must be a non-empty list like [{{Recallk: {{topk: [1, 5]}}}}, {{mAP: {{}}}}]")
     out = []
-    for i, entry in enumerate(cfg_list):
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise ConfigError(f"{path}[{i}] must be a one-key mapping like `- mAP: {{}}`, got {entry!r}")
-        name, params = next(iter(entry.items()))
-        if name not in RETRIEVAL_METRICS:
-            from .._suggest import did_you_mean
-            raise ConfigError(f"{path}[{i}]: unknown retrieval metric {name!r}.{did_you_mean(name, RETRIEVAL_METRICS)}"
-                              f" Available: {', '.join(RETRIEVAL_METRICS)}")
-        out.append(RETRIEVAL_METRICS[name](**(params or {})))
+    for name, params, where in _metric_entries(cfg_list, path, "[{Recallk: {topk: [1, 5]}}, {mAP: {}}]"):
+        cls = registry("metric").get(name, where)
+        if not (isinstance(cls, type) and issubclass(cls, _Metric)):
+            raise ConfigError(f"{where}: {name} is a classification metric; {path} takes retrieval metrics "
+                              f"({', '.join(n for n in registry('metric').names() if _is_retrieval(n))})")
+        out.append(registry("metric").build(name, params, where))
     return out
+
+
+def _is_retrieval(name):
+    cls = registry("metric").get(name)
+    return isinstance(cls, type) and issubclass(cls, _Metric)
 
 
 def keep_mask(q_labels, g_labels, q_cams=None, g_cams=None, same_set=False):
@@ -208,6 +224,7 @@ def evaluate_retrieval(q_feat, g_feat, q_labels, g_labels, metrics, q_cams=None,
     return out
 
 
+@registry("metric").register
 class TopkAcc:
     """Classification accuracy ``top{k}`` over logits ``[N, C]`` and int labels (train/eval metric)."""
 
@@ -225,12 +242,13 @@ class TopkAcc:
 
 
 def build_train_metrics(cfg_list, path="Metric.Train"):
+    """Classification metrics (TopkAcc) of ``Metric.Train`` (or a classifier's ``Metric.Eval``)."""
+    if not cfg_list:
+        return []
     out = []
-    for i, entry in enumerate(cfg_list or []):
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise ConfigError(f"{path}[{i}] must be a one-key mapping like `- TopkAcc: {{topk: [1, 5]}}`")
-        name, params = next(iter(entry.items()))
-        if name != "TopkAcc":
-            raise ConfigError(f"{path}[{i}]: only TopkAcc is available as a train/classification metric, got {name!r}")
-        out.append(TopkAcc(**(params or {})))
+    for name, params, where in _metric_entries(cfg_list, path, "[{TopkAcc: {topk: [1, 5]}}]"):
+        if _is_retrieval(name):
+            raise ConfigError(f"{where}: {name} is a retrieval metric; {path} takes classification metrics "
+                              f"(TopkAcc)")
+        out.append(registry("metric").build(name, params, where))
     return out

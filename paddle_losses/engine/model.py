@@ -20,10 +20,11 @@ import paddle
 import paddle.nn as nn
 
 from ..errors import ConfigError, ConfigWarning
-from ..registry import get_head
+from ..registry import registry
 
 
 # ----------------------------------------------------------------------------------------- backbones
+@registry("backbone").register
 class DigitsConvNet(nn.Layer):
     """Two 3×3 conv blocks and a 2×2 max-pool for 8×8 single-channel digits.
 
@@ -49,6 +50,7 @@ class DigitsConvNet(nn.Layer):
         return self.features(x)
 
 
+@registry("backbone").register
 class DigitsMLP(nn.Layer):
     """Flatten -> Linear -> ReLU -> Linear, for 8×8 digits; output ``[B, out_dim]``."""
 
@@ -75,50 +77,55 @@ class VisionBackbone(nn.Layer):
         return self.flatten(self.net(x))
 
 
-def _vision(name):
-    from paddle.vision import models as m
-    # name -> (constructor, output width)
-    table = {"ResNet18": (m.resnet18, 512), "ResNet34": (m.resnet34, 512), "ResNet50": (m.resnet50, 2048),
-             "ResNet101": (m.resnet101, 2048), "MobileNetV1": (m.MobileNetV1, 1024),
-             "MobileNetV2": (m.MobileNetV2, 1280), "MobileNetV3_small_x1_0": (m.mobilenet_v3_small, 576),
-             "MobileNetV3_large_x1_0": (m.mobilenet_v3_large, 960)}
-    return table.get(name)
+# name -> (paddle.vision.models constructor name, output width)
+_VISION = {"ResNet18": ("resnet18", 512), "ResNet34": ("resnet34", 512), "ResNet50": ("resnet50", 2048),
+           "ResNet101": ("resnet101", 2048), "MobileNetV1": ("MobileNetV1", 1024),
+           "MobileNetV2": ("MobileNetV2", 1280), "MobileNetV3_small_x1_0": ("mobilenet_v3_small", 576),
+           "MobileNetV3_large_x1_0": ("mobilenet_v3_large", 960)}
 
 
-BACKBONES = ("DigitsConvNet", "DigitsMLP", "ResNet18", "ResNet34", "ResNet50", "ResNet101", "MobileNetV1",
-             "MobileNetV2", "MobileNetV3_small_x1_0", "MobileNetV3_large_x1_0")
+def _vision_backbone(name, factory_name, out_dim):
+    def build(**ignored):
+        from paddle.vision import models
+        return VisionBackbone(getattr(models, factory_name), out_dim)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = (f"paddle.vision's {factory_name} without its classifier (output width {out_dim}); built with "
+                     f"its defaults, random weights.")
+    build.ignores_params = True
+    return build
+
+
+for _name, (_factory, _width) in _VISION.items():
+    registry("backbone").register(_vision_backbone(_name, _factory, _width))
 
 
 def build_backbone(cfg, path="Arch.Backbone"):
+    """The backbone named by ``cfg["name"]`` (see ``paddle-losses list --kind backbone``)."""
     if not isinstance(cfg, dict) or "name" not in cfg:
-        raise ConfigError(f"{path} must be a mapping with a `name` (one of {', '.join(BACKBONES)})")
+        raise ConfigError(f"{path} must be a mapping with a `name` (one of "
+                          f"{', '.join(registry('backbone').names())})")
     params = {k: v for k, v in cfg.items() if k != "name"}
-    name = cfg["name"]
     if params.pop("pretrained", False):
         warnings.warn(f"{path}.pretrained: pretrained weights are not downloaded; the backbone starts from "
                       f"random weights. Load a local checkpoint with Global.pretrained_model instead.",
                       ConfigWarning, stacklevel=2)
-    if name == "DigitsConvNet":
-        return DigitsConvNet(**params)
-    if name == "DigitsMLP":
-        return DigitsMLP(**params)
-    entry = _vision(name)
-    if entry is None:
-        from .._suggest import did_you_mean
-        raise ConfigError(f"{path}.name: unknown backbone {name!r}.{did_you_mean(name, BACKBONES)} "
-                          f"Available: {', '.join(BACKBONES)}")
-    params.pop("class_num", None)
-    if params:
-        warnings.warn(f"{path}: parameters {sorted(params)} are ignored for {name} (the paddle.vision model is "
-                      f"built with its defaults)", ConfigWarning, stacklevel=2)
-    return VisionBackbone(entry[0], entry[1])
+    factory = registry("backbone").get(cfg["name"], f"{path}.name")
+    if getattr(factory, "ignores_params", False):
+        params.pop("class_num", None)
+        if params:
+            warnings.warn(f"{path}: parameters {sorted(params)} are ignored for {cfg['name']} (the paddle.vision "
+                          f"model is built with its defaults)", ConfigWarning, stacklevel=2)
+        return factory()
+    return registry("backbone").build(cfg["name"], params, path)
 
 
 # ----------------------------------------------------------------------------------------- necks
+@registry("neck").register
 class FC(nn.Layer):
     """Linear embedding ``embedding_size -> class_num`` (PaddleClas's ``FC`` gear used as a neck)."""
 
-    def __init__(self, embedding_size, class_num, **unused):
+    def __init__(self, embedding_size: int, class_num: int, **unused):
         super().__init__()
         self.fc = nn.Linear(embedding_size, class_num,
                             weight_attr=paddle.ParamAttr(initializer=nn.initializer.XavierNormal()))
@@ -127,10 +134,11 @@ class FC(nn.Layer):
         return self.fc(x)
 
 
+@registry("neck").register
 class BNNeck(nn.Layer):
     """BatchNorm1D over the features with a frozen zero bias (the reid "BNNeck")."""
 
-    def __init__(self, num_features, **unused):
+    def __init__(self, num_features: int, **unused):
         super().__init__()
         self.feat_bn = nn.BatchNorm1D(
             num_features, momentum=0.9, epsilon=1e-5,
@@ -142,29 +150,19 @@ class BNNeck(nn.Layer):
         return self.feat_bn(self.flatten(x))
 
 
-NECKS = {"FC": FC, "BNNeck": BNNeck}
-
-
 def build_neck(cfg, path="Arch.Neck"):
-    if not isinstance(cfg, dict) or cfg.get("name") not in NECKS:
-        name = cfg.get("name") if isinstance(cfg, dict) else cfg
-        raise ConfigError(f"{path}.name: unknown neck {name!r}; available: {', '.join(NECKS)}")
-    params = {k: v for k, v in cfg.items() if k != "name"}
-    try:
-        return NECKS[cfg["name"]](**params)
-    except TypeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    """The neck named by ``cfg["name"]`` (FC, BNNeck or a registered plugin), parameters validated."""
+    if not isinstance(cfg, dict) or "name" not in cfg:
+        raise ConfigError(f"{path} must be a mapping with a `name` (one of {', '.join(registry('neck').names())})"
+                          f", got {cfg!r}")
+    return registry("neck").build(cfg["name"], {k: v for k, v in cfg.items() if k != "name"}, path)
 
 
 def build_head(cfg, path="Arch.Head"):
+    """The head named by ``cfg["name"]`` (a registered head such as ArcMargin or FC), parameters validated."""
     if not isinstance(cfg, dict) or "name" not in cfg:
         raise ConfigError(f"{path} must be a mapping with a `name` (a registered head such as ArcMargin or FC)")
-    cls = get_head(cfg["name"])
-    params = {k: v for k, v in cfg.items() if k != "name"}
-    try:
-        return cls(**params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}.{cfg['name']}: {exc}") from None
+    return registry("head").build(cfg["name"], {k: v for k, v in cfg.items() if k != "name"}, path)
 
 
 # ----------------------------------------------------------------------------------------- models

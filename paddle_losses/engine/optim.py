@@ -19,11 +19,14 @@ converted to iterations and the schedule steps every update) and ``last_epoch``.
 """
 import re
 import warnings
+from typing import List, Optional
 
 import paddle
 from paddle.optimizer import lr as lr_mod
 
 from ..errors import ConfigError, ConfigWarning
+from ..registry import registry
+from ..validation import check_params, constructor_params
 
 
 class Constant(lr_mod.LRScheduler):
@@ -40,14 +43,101 @@ _COMMON = ("name", "learning_rate", "warmup_epoch", "warmup_start_lr", "last_epo
            "step_each_epoch", "verbose")
 
 
+class Schedule:
+    """What an ``lr`` factory receives besides its own parameters: the base rate and the run's length.
+
+    ``steps(epochs)`` converts a count of epochs into scheduler steps (iterations, or epochs when the
+    schedule steps ``by_epoch``); ``decay_epochs`` is the number of epochs after the warm-up.
+    """
+
+    def __init__(self, learning_rate, epochs, warmup_epoch, unit, last_epoch):
+        self.learning_rate, self.epochs, self.warmup_epoch = learning_rate, epochs, warmup_epoch
+        self.unit, self.last_epoch = unit, last_epoch
+
+    def steps(self, epochs):
+        return int(round(epochs * self.unit))
+
+    @property
+    def decay_steps(self):
+        return max(1, self.steps(self.epochs - self.warmup_epoch))
+
+
+# Each LR factory takes the Schedule (injected) and its own config keys, and returns a Paddle scheduler.
+_lr = registry("lr").register
+
+
+@_lr
+def Cosine(schedule, eta_min: float = 0.0):
+    """Cosine annealing from ``learning_rate`` to ``eta_min`` over the epochs after the warm-up."""
+    return lr_mod.CosineAnnealingDecay(schedule.learning_rate, schedule.decay_steps, eta_min=float(eta_min),
+                                       last_epoch=schedule.last_epoch)
+
+
+@_lr
+def Linear(schedule, end_lr: float = 0.0, power: float = 1.0, cycle: bool = False):
+    """Polynomial decay to ``end_lr`` (``power`` 1: linear) over the epochs after the warm-up."""
+    return lr_mod.PolynomialDecay(schedule.learning_rate, schedule.decay_steps, end_lr=float(end_lr),
+                                  power=float(power), cycle=bool(cycle), last_epoch=schedule.last_epoch)
+
+
+@_lr
+def Step(schedule, step_size: float, gamma: float = 0.1):
+    """Multiply by ``gamma`` every ``step_size`` epochs."""
+    return lr_mod.StepDecay(schedule.learning_rate, step_size=schedule.steps(step_size), gamma=float(gamma),
+                            last_epoch=schedule.last_epoch)
+
+
+@_lr
+def Piecewise(schedule, decay_epochs: Optional[List[float]] = None, values: Optional[List[float]] = None):
+    """``values[i]`` from ``decay_epochs[i-1]`` on; PaddleClas's default: x0.1 every 30 epochs."""
+    if decay_epochs is None:
+        decay_epochs = list(range(30, int(schedule.epochs), 30))
+    if values is None:
+        values = [schedule.learning_rate * (0.1 ** i) for i in range(len(decay_epochs) + 1)]
+    if len(values) != len(decay_epochs) + 1:
+        raise ConfigError(f"Piecewise needs len(values) == len(decay_epochs) + 1, got {len(values)} values for "
+                          f"{len(decay_epochs)} boundaries")
+    return lr_mod.PiecewiseDecay([schedule.steps(e) for e in decay_epochs], [float(v) for v in values],
+                                 last_epoch=schedule.last_epoch)
+
+
+@_lr
+def MultiStepDecay(schedule, milestones: List[float], gamma: float = 0.1):
+    """Multiply by ``gamma`` at each of the ``milestones`` (epochs)."""
+    return lr_mod.MultiStepDecay(schedule.learning_rate, [schedule.steps(m) for m in milestones],
+                                 gamma=float(gamma), last_epoch=schedule.last_epoch)
+
+
+@_lr
+def ConstLR(schedule):
+    """A constant learning rate."""
+    return Constant(schedule.learning_rate, last_epoch=schedule.last_epoch)
+
+
+@_lr
+def ReduceOnPlateau(schedule, mode: str = "min", factor: float = 0.1, patience: int = 10,
+                    threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr: float = 0.0,
+                    epsilon: float = 1e-8):
+    """Multiply by ``factor`` when the evaluation metric has not improved for ``patience`` evaluations."""
+    return lr_mod.ReduceOnPlateau(schedule.learning_rate, mode=mode, factor=factor, patience=patience,
+                                  threshold=threshold, threshold_mode=threshold_mode, cooldown=cooldown,
+                                  min_lr=min_lr, epsilon=epsilon)
+
+
 def build_lr(cfg, epochs, step_each_epoch, path="Optimizer.lr"):
-    """Build a Paddle LR scheduler from an ``lr`` mapping; the result carries ``by_epoch``."""
+    """Build a Paddle LR scheduler from an ``lr`` mapping; the result carries ``by_epoch``.
+
+    ``name`` selects a registered ``lr`` factory (``paddle-losses list --kind lr``); the keys every
+    schedule takes (``learning_rate``, ``warmup_epoch``, ``warmup_start_lr``, ``by_epoch``, ``last_epoch``)
+    are handled here, the others are validated against the factory's parameters.
+    """
     if isinstance(cfg, (int, float)) and not isinstance(cfg, bool):
         cfg = {"name": "ConstLR", "learning_rate": cfg}
     if not isinstance(cfg, dict) or "name" not in cfg:
-        raise ConfigError(f"{path} must be a mapping with a `name` (Cosine, Piecewise, MultiStepDecay, Step, "
-                          f"Linear, ConstLR, ReduceOnPlateau) and a learning_rate; got {cfg!r}")
+        raise ConfigError(f"{path} must be a mapping with a `name` ({', '.join(registry('lr').names())}) and a "
+                          f"learning_rate; got {cfg!r}")
     name = cfg["name"]
+    factory = registry("lr").get(name, f"{path}.name")
     if "learning_rate" not in cfg:
         raise ConfigError(f"{path}.learning_rate is missing")
     base = float(cfg["learning_rate"])
@@ -59,68 +149,20 @@ def build_lr(cfg, epochs, step_each_epoch, path="Optimizer.lr"):
                       ConfigWarning, stacklevel=2)
         warmup_epoch = epochs
     unit = 1 if by_epoch else step_each_epoch
-    warmup_steps = int(round(warmup_epoch * unit))
-    extra = {k: v for k, v in cfg.items() if k not in _COMMON}
-
-    def need(key, default=None):
-        if key in extra:
-            return extra.pop(key)
-        if default is None:
-            raise ConfigError(f"{path}.{key} is missing for the {name} schedule")
-        return default
-
-    if name == "Cosine":
-        t_max = max(1, int(round((epochs - warmup_epoch) * unit)))
-        sched = lr_mod.CosineAnnealingDecay(base, t_max, eta_min=float(need("eta_min", 0.0)), last_epoch=last_epoch)
-    elif name == "Linear":
-        steps = max(1, int(round((epochs - warmup_epoch) * unit)))
-        sched = lr_mod.PolynomialDecay(base, steps, end_lr=float(need("end_lr", 0.0)),
-                                       power=float(need("power", 1.0)), cycle=bool(need("cycle", False)),
-                                       last_epoch=last_epoch)
-    elif name == "Step":
-        sched = lr_mod.StepDecay(base, step_size=int(round(need("step_size") * unit)),
-                                 gamma=float(need("gamma", 0.1)), last_epoch=last_epoch)
-    elif name == "Piecewise":
-        decay_epochs = extra.pop("decay_epochs", None)
-        if decay_epochs is None:
-            decay_epochs = list(range(30, int(epochs), 30))  # PaddleClas's default: x0.1 every 30 epochs
-        values = extra.pop("values", None)
-        if values is None:
-            values = [base * (0.1 ** i) for i in range(len(decay_epochs) + 1)]
-        if len(values) != len(decay_epochs) + 1:
-            raise ConfigError(f"{path}: Piecewise needs len(values) == len(decay_epochs) + 1, got "
-                              f"{len(values)} values for {len(decay_epochs)} boundaries")
-        sched = lr_mod.PiecewiseDecay([int(round(e * unit)) for e in decay_epochs], [float(v) for v in values],
-                                      last_epoch=last_epoch)
-    elif name == "MultiStepDecay":
-        sched = lr_mod.MultiStepDecay(base, [int(round(m * unit)) for m in need("milestones")],
-                                      gamma=float(need("gamma", 0.1)), last_epoch=last_epoch)
-    elif name == "ConstLR":
-        sched = Constant(base, last_epoch=last_epoch)
-    elif name == "ReduceOnPlateau":
-        kw = {k: extra.pop(k) for k in list(extra) if k in (
-            "mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "epsilon")}
-        sched = lr_mod.ReduceOnPlateau(base, **kw)
+    schedule = Schedule(base, epochs, warmup_epoch, unit, last_epoch)
+    sched = registry("lr").build(name, {k: v for k, v in cfg.items() if k not in _COMMON}, path, schedule=schedule)
+    if factory is ReduceOnPlateau:
         sched.by_epoch = True
         sched.on_plateau = True
-        _warn_unused(extra, path)
         return sched
-    else:
-        raise ConfigError(f"{path}.name: unknown LR schedule {name!r}; available: Cosine, Linear, Step, Piecewise, "
-                          f"MultiStepDecay, ConstLR, ReduceOnPlateau")
-    _warn_unused(extra, path)
+    warmup_steps = int(round(warmup_epoch * unit))
     if warmup_steps > 0:
-        end = sched.last_lr if name == "Piecewise" else base
+        end = sched.last_lr if factory is Piecewise else base
         sched = lr_mod.LinearWarmup(sched, warmup_steps, start_lr=float(cfg.get("warmup_start_lr", 0.0)),
                                     end_lr=float(end), last_epoch=last_epoch)
     sched.by_epoch = by_epoch
     sched.on_plateau = False
     return sched
-
-
-def _warn_unused(extra, path):
-    if extra:
-        warnings.warn(f"{path}: keys {sorted(extra)} are not used by this schedule", ConfigWarning, stacklevel=3)
 
 
 # ----------------------------------------------------------------------------------------- scopes
@@ -159,7 +201,54 @@ def select_scope(scope, model, loss):
 
 
 # ----------------------------------------------------------------------------------------- optimizers
-_OPTIMIZERS = ("Momentum", "SGD", "Adam", "AdamW", "RMSProp")
+# Each optimizer factory takes the injected parameters, learning rate, weight decay and gradient clip, and
+# its own config keys. Keys that PaddleClas configs carry for options Paddle's CPU optimizers do not have
+# land in **ignored and are reported once.
+_optimizer = registry("optimizer").register
+_INJECTED = ("parameters", "learning_rate", "weight_decay", "grad_clip")
+
+
+@_optimizer
+def Momentum(parameters, learning_rate, weight_decay, grad_clip, momentum: float = 0.9,
+             use_nesterov: bool = False, **ignored):
+    """SGD with (Nesterov) momentum."""
+    return paddle.optimizer.Momentum(learning_rate=learning_rate, parameters=parameters, weight_decay=weight_decay,
+                                     grad_clip=grad_clip, momentum=float(momentum), use_nesterov=bool(use_nesterov))
+
+
+@_optimizer
+def SGD(parameters, learning_rate, weight_decay, grad_clip, **ignored):
+    """Plain stochastic gradient descent."""
+    return paddle.optimizer.SGD(learning_rate=learning_rate, parameters=parameters, weight_decay=weight_decay,
+                                grad_clip=grad_clip)
+
+
+@_optimizer
+def Adam(parameters, learning_rate, weight_decay, grad_clip, beta1: float = 0.9, beta2: float = 0.999,
+         epsilon: float = 1e-8, lazy_mode: bool = False, **ignored):
+    """Adam (weight decay as an L1/L2 regularizer added to the gradient)."""
+    return paddle.optimizer.Adam(learning_rate=learning_rate, parameters=parameters, weight_decay=weight_decay,
+                                 grad_clip=grad_clip, beta1=float(beta1), beta2=float(beta2),
+                                 epsilon=float(epsilon), lazy_mode=bool(lazy_mode))
+
+
+@_optimizer
+def AdamW(parameters, learning_rate, weight_decay, grad_clip, apply_decay_param_fun=None, beta1: float = 0.9,
+          beta2: float = 0.999, epsilon: float = 1e-8, **ignored):
+    """Adam with decoupled weight decay (``weight_decay`` default 0.01, or the regularizer's coeff)."""
+    return paddle.optimizer.AdamW(learning_rate=learning_rate, parameters=parameters,
+                                  weight_decay=float(weight_decay or 0.0), grad_clip=grad_clip,
+                                  beta1=float(beta1), beta2=float(beta2), epsilon=float(epsilon),
+                                  apply_decay_param_fun=apply_decay_param_fun)
+
+
+@_optimizer
+def RMSProp(parameters, learning_rate, weight_decay, grad_clip, rho: float = 0.95, epsilon: float = 1e-6,
+            momentum: float = 0.0, **ignored):
+    """RMSProp."""
+    return paddle.optimizer.RMSProp(learning_rate=learning_rate, parameters=parameters, weight_decay=weight_decay,
+                                    grad_clip=grad_clip, rho=float(rho), epsilon=float(epsilon),
+                                    momentum=float(momentum))
 
 
 def _regularizer(cfg, path):
@@ -177,6 +266,8 @@ def _regularizer(cfg, path):
 
 
 def _make_optimizer(name, named, sched, cfg, path):
+    """``(optimizer, keys it ignored)`` for one ``Optimizer`` entry over the ``named`` parameters."""
+    factory = registry("optimizer").get(name, f"{path}.name" if path == "Optimizer" else path)
     cfg = dict(cfg)
     cfg.pop("scope", None)
     cfg.pop("lr", None)
@@ -190,36 +281,27 @@ def _make_optimizer(name, named, sched, cfg, path):
         return not (any(nd in pname for nd in no_wd_names) or (one_dim_no_wd and len(p.shape) == 1))
 
     params = [p for _, p in named]
-    if name == "AdamW":
+    injected = {"parameters": params, "learning_rate": sched, "grad_clip": grad_clip}
+    if factory is AdamW:
         wd = cfg.pop("weight_decay", 0.01)
         reg = cfg.pop("regularizer", None)
         if reg is not None:
             wd = float(reg.get("coeff", wd))
         no_decay = {p.name for n, p in named if not decays(n, p)}
-        return paddle.optimizer.AdamW(
-            learning_rate=sched, parameters=params, weight_decay=float(wd or 0.0), grad_clip=grad_clip,
-            beta1=float(cfg.pop("beta1", 0.9)), beta2=float(cfg.pop("beta2", 0.999)),
-            epsilon=float(cfg.pop("epsilon", 1e-8)),
-            apply_decay_param_fun=(lambda n: n not in no_decay) if no_decay else None), cfg
-    weight_decay = _regularizer(cfg, path)
-    if weight_decay is not None and (no_wd_names or one_dim_no_wd):
-        decay_p = [p for n, p in named if decays(n, p)]
-        keep_p = [p for n, p in named if not decays(n, p)]
-        params = [{"params": decay_p}] + ([{"params": keep_p, "weight_decay": 0.0}] if keep_p else [])
-    common = dict(learning_rate=sched, parameters=params, weight_decay=weight_decay, grad_clip=grad_clip)
-    if name == "Momentum":
-        return paddle.optimizer.Momentum(momentum=float(cfg.pop("momentum", 0.9)),
-                                         use_nesterov=bool(cfg.pop("use_nesterov", False)), **common), cfg
-    if name == "SGD":
-        return paddle.optimizer.SGD(**common), cfg
-    if name == "Adam":
-        return paddle.optimizer.Adam(beta1=float(cfg.pop("beta1", 0.9)), beta2=float(cfg.pop("beta2", 0.999)),
-                                     epsilon=float(cfg.pop("epsilon", 1e-8)),
-                                     lazy_mode=bool(cfg.pop("lazy_mode", False)), **common), cfg
-    if name == "RMSProp":
-        return paddle.optimizer.RMSProp(rho=float(cfg.pop("rho", 0.95)), epsilon=float(cfg.pop("epsilon", 1e-6)),
-                                        momentum=float(cfg.pop("momentum", 0.0)), **common), cfg
-    raise ConfigError(f"{path}: unknown optimizer {name!r}; available: {', '.join(_OPTIMIZERS)}")
+        injected.update(weight_decay=wd, apply_decay_param_fun=(lambda n: n not in no_decay) if no_decay else None)
+    else:
+        weight_decay = _regularizer(cfg, path)
+        if weight_decay is not None and (no_wd_names or one_dim_no_wd):
+            decay_p = [p for n, p in named if decays(n, p)]
+            keep_p = [p for n, p in named if not decays(n, p)]
+            injected["parameters"] = [{"params": decay_p}] + (
+                [{"params": keep_p, "weight_decay": 0.0}] if keep_p else [])
+        injected["weight_decay"] = weight_decay
+    own, _ = constructor_params(factory)
+    ignored = {k: v for k, v in cfg.items() if k not in own}
+    check_params(factory, cfg, path, injected=tuple(injected))
+    opt = registry("optimizer").build(name, {k: v for k, v in cfg.items() if k in own}, path, **injected)
+    return opt, ignored
 
 
 def _entries(opt_cfg):

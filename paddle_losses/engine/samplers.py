@@ -20,6 +20,7 @@ import paddle
 from paddle.io import BatchSampler, DistributedBatchSampler
 
 from ..errors import ConfigError
+from ..registry import registry
 
 
 def _rank_world(rank=None, nranks=None):
@@ -82,6 +83,7 @@ class _IdentitySampler(BatchSampler):
         return rng.choice(idx, self.k, replace=len(idx) < self.k)
 
 
+@registry("sampler").register
 class PKSampler(_IdentitySampler):
     """P identities × K samples per batch (PaddleClas's ``PKSampler``).
 
@@ -146,6 +148,7 @@ class PKSampler(_IdentitySampler):
             yield np.concatenate([self._take_k(rng, c) for c in chosen])
 
 
+@registry("sampler").register
 class DistributedRandomIdentitySampler(_IdentitySampler):
     """PaddleClas's identity sampler: every identity's images in shuffled K-groups, P groups per batch.
 
@@ -226,8 +229,7 @@ class EvalShardSampler(BatchSampler):
         pass
 
 
-SAMPLERS = {"PKSampler": PKSampler, "DistributedRandomIdentitySampler": DistributedRandomIdentitySampler,
-            "DistributedBatchSampler": DistributedBatchSampler}
+registry("sampler").register(DistributedBatchSampler)
 
 
 def build_sampler(dataset, cfg, path, seed=0):
@@ -239,18 +241,7 @@ def build_sampler(dataset, cfg, path, seed=0):
     name = cfg.pop("name", None)
     if "batch_size" not in cfg:
         raise ConfigError(f"{path}.batch_size is missing")
-    try:
-        if name is None or name == "DistributedBatchSampler":
-            cfg.pop("total_epochs", None)
-            return DistributedBatchSampler(dataset, batch_size=cfg.get("batch_size"),
-                                           shuffle=bool(cfg.get("shuffle", False)),
-                                           drop_last=bool(cfg.get("drop_last", False)))
-        if name not in SAMPLERS:
-            from .._suggest import did_you_mean
-            raise ConfigError(f"{path}.name: unknown sampler {name!r}.{did_you_mean(name, SAMPLERS)} "
-                              f"Available: {', '.join(SAMPLERS)}")
-        return SAMPLERS[name](dataset, seed=seed, **cfg)
-    except ConfigError as exc:
-        raise ConfigError(exc.args[0] if str(exc).startswith(path) else f"{path}: {exc}") from None
-    except TypeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    if name is None or name == "DistributedBatchSampler":
+        cfg.pop("total_epochs", None)
+        return registry("sampler").build("DistributedBatchSampler", cfg, path, dataset=dataset)
+    return registry("sampler").build(name, cfg, path, dataset=dataset, seed=seed)

@@ -1,7 +1,8 @@
 """The training / evaluation loop (PaddleClas's ``Engine``), for metric learning and classification.
 
-Build order follows PaddleClas: seed, logger and config print, device, data loaders, losses, metrics,
-model, pretrained weights, optimizers, data parallelism, resume. One training step:
+Build order follows PaddleClas, as named steps of ``__init__``: settings (every Global key validated first),
+process (seed, logger and config print, device), data loaders, losses and metrics, model and pretrained
+weights, optimizers and data parallelism, resume, reporting. One training step:
 ``out = model(x, label)`` (``model(x)`` when not ``is_rec``) -> optional global gather ->
 ``loss_dict = loss(out, label[B, 1])`` -> ``(loss_dict["loss"] / update_freq).backward()`` -> every
 ``update_freq`` steps each optimizer steps and each per-iteration LR schedule advances.
@@ -14,7 +15,12 @@ Deliberate differences from PaddleClas (docs/compatibility.md, "Trainer and metr
 * retrieval metrics need neither ``Loss.Eval`` nor ``Metric.Eval`` (default: Recallk 1, 5); masked gallery
   items are removed from the ranking; ``mINP`` uses 1-based ranks;
 * ``Global.device: gpu`` on a CPU-only Paddle falls back to the CPU with a warning;
-* missing "always read" Global keys get defaults instead of a KeyError.
+* missing "always read" Global keys get defaults instead of a KeyError, and every key is type- and
+  range-checked at start-up;
+* checkpoint sets are written atomically and loaded through a restricted unpickler (:mod:`.checkpoint`,
+  :mod:`.safe_load`); a new run does not overwrite a finished one without ``Global.overwrite_output``;
+* a NaN/Inf loss stops training (or skips the step); an unreadable image is skipped with a warning (or stops
+  training), never hangs the loader.
 """
 import os
 import random
@@ -28,11 +34,12 @@ import paddle.nn.functional as F
 
 from ..combined import build_loss
 from ..config import AttrDict, format_config
-from ..errors import ConfigError, ConfigWarning
+from ..errors import ConfigError, ConfigWarning, InputError, TrainingError
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
-from .data import build_dataset
-from .diagnostics import batch_diagnostics, feature_key_and_margin, memory_fill
+from .data import SynchronousLoader, bad_samples, build_dataset, loader_failure
+from .diagnostics import batch_diagnostics, feature_key_and_margin, memory_fill, nonfinite_report
+from .global_config import validate_global
 from .logging import (AverageMeter, Progress, VisualDLWriter, banner_lines, best_line, diag_line, epoch_line,
                       eval_line, plot_curves, progress_wanted, setup_logger, step_line)
 from .metrics import build_retrieval_metrics, build_train_metrics, evaluate_retrieval
@@ -40,17 +47,6 @@ from .model import build_model, is_rec
 from .optim import build_optimizer
 from .rerank import re_ranking
 from .samplers import EvalShardSampler, build_sampler
-
-GLOBAL_DEFAULTS = {
-    "output_dir": "./output/", "device": "cpu", "eval_during_train": True, "eval_interval": 1,
-    "use_visualdl": False, "pretrained_model": None, "checkpoints": None, "print_batch_step": 10,
-    "save_interval": 1, "eval_mode": "classification", "retrieval_feature_from": "features",
-    "feature_normalize": True, "feature_binarize": None, "re_ranking": False, "sim_block_size": 64,
-    "seed": None, "update_freq": 1, "iter_per_epoch": None, "start_eval_epoch": 0, "log_ranks": "0",
-    "gather_embeddings": False, "eval_before_train": False, "plot_curves": True, "progress_bar": None,
-    "diagnostics": True,
-}
-
 
 def _resolve_device(name, logger):
     name = str(name or "cpu").lower()
@@ -93,46 +89,87 @@ class Engine:
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         self.config, self.mode = config, mode
+        self._read_settings()
+        self._start_process()
+        self._build_data()
+        self._build_losses_and_metrics()
+        self._build_model()
+        self._build_optimizers()
+        self._restore_checkpoint()
+        self._start_reporting()
+
+    # ------------------------------------------------------------------------------------- building
+    def _read_settings(self):
+        """Validate Global (every key, before anything is built) and the sections the trainer needs."""
+        config = self.config
         config.setdefault("profiler_options", None)
         if not isinstance(config.get("Global"), dict):
             config["Global"] = AttrDict()
-        g = config["Global"]
-        for k, v in GLOBAL_DEFAULTS.items():
-            g.setdefault(k, v)
-        self.g = g
-        if mode == "train" and "epochs" not in g:
-            raise ConfigError("Global.epochs is missing (the number of training epochs)")
-        self.world = dist_utils.init_if_needed()
-        self.rank = dist_utils.world()[0]
-        self.seed = g["seed"]
-        if self.seed is not None:
-            _reseed(self.seed, 0, 0)  # identical initial weights on every rank
-        self.logger = setup_logger(g["output_dir"], self.rank, g["log_ranks"], mode)
-        for line in banner_lines() + format_config(config):
-            self.logger.info(line)
-        self.device = _resolve_device(g["device"], self.logger)
-        self.logger.info(f"device: {self.device}, world size: {self.world}, rank: {self.rank}, "
-                         f"OMP_NUM_THREADS: {os.environ.get('OMP_NUM_THREADS', 'unset (Paddle uses 1 thread)')}")
-        for section in ("AMP", "EMA"):
-            if config.get(section):
-                self.logger.warning(f"the {section} section is ignored by this trainer (CPU float32, no EMA)")
+        self.g = g = validate_global(config["Global"], self.mode)
         self.eval_mode = g["eval_mode"]
-        if self.eval_mode not in ("retrieval", "classification"):
-            raise ConfigError(f"Global.eval_mode must be retrieval or classification, got {self.eval_mode!r}")
+        self.seed = g["seed"]
+        self.update_freq = g["update_freq"]
+        self.trust = g["trust_checkpoints"]
         arch = config.get("Arch")
         if not isinstance(arch, dict):
             raise ConfigError("the Arch section is missing")
         self.is_rec = is_rec(arch)
-        self.update_freq = int(g["update_freq"])
         self.class_num = self._class_num(arch)
 
-        self.train_loader = None
-        if mode == "train":
-            self.train_loader, self.train_sampler = self._train_loader()
-            n = int(g["iter_per_epoch"] or len(self.train_loader))
-            self.iter_per_epoch = max(self.update_freq, n - n % self.update_freq)
-        self.eval_sets = self._eval_loaders() if (mode == "eval" or g["eval_during_train"]) else None
+    def _start_process(self):
+        """Distributed init, initial seed, logger and config print, device; refuse to clobber a finished run."""
+        g = self.g
+        self.world = dist_utils.init_if_needed()
+        self.rank = dist_utils.world()[0]
+        if self.seed is not None:
+            _reseed(self.seed, 0, 0)  # identical initial weights on every rank
+        replaced = self._check_output_dir() if self.mode == "train" else []  # every rank, so all of them stop
+        self.logger = setup_logger(g["output_dir"], self.rank, g["log_ranks"], self.mode)
+        for line in banner_lines() + format_config(self.config):
+            self.logger.info(line)
+        if replaced:
+            self.logger.warning(f"Global.overwrite_output is True: the previous run's checkpoints in "
+                                f"{g['output_dir']} ({', '.join(replaced[:3])} ...) will be replaced")
+        if self.mode == "train" and self.rank == 0:
+            for path in ckpt.remove_stale_temporaries(g["output_dir"]):
+                self.logger.warning(f"removed {path}, a leftover of an interrupted checkpoint save")
+        self.device = _resolve_device(g["device"], self.logger)
+        self.logger.info(f"device: {self.device}, world size: {self.world}, rank: {self.rank}, "
+                         f"OMP_NUM_THREADS: {os.environ.get('OMP_NUM_THREADS', 'unset (Paddle uses 1 thread)')}")
+        for section in ("AMP", "EMA"):
+            if self.config.get(section):
+                self.logger.warning(f"the {section} section is ignored by this trainer (CPU float32, no EMA)")
 
+    def _check_output_dir(self):
+        """A new run (no ``Global.checkpoints``) must not overwrite the checkpoints of a previous run.
+
+        Returns the checkpoint files that ``Global.overwrite_output`` allows to be replaced.
+        """
+        g = self.g
+        out = str(g["output_dir"])
+        if g["checkpoints"] or not os.path.isdir(out):
+            return []
+        previous = sorted(n for n in os.listdir(out)
+                          if n.endswith(".pdparams") and (n[: -len(".pdparams")] in ("latest", "best_model")
+                                                          or n.startswith("epoch_")))
+        if previous and not g["overwrite_output"]:
+            raise ConfigError(
+                f"Global.output_dir {out} already holds a run ({', '.join(previous[:3])}"
+                f"{' ...' if len(previous) > 3 else ''}); resume it with -o Global.checkpoints={out.rstrip('/')}"
+                f"/latest, choose another output_dir, or set Global.overwrite_output=True to replace it")
+        return previous
+
+    def _build_data(self):
+        g = self.g
+        self.train_loader = self.train_sampler = None
+        if self.mode == "train":
+            self.train_loader, self.train_sampler = self._train_loader()
+            n = g["iter_per_epoch"] or len(self.train_loader)
+            self.iter_per_epoch = max(self.update_freq, n - n % self.update_freq)
+        self.eval_sets = self._eval_loaders() if (self.mode == "eval" or g["eval_during_train"]) else None
+
+    def _build_losses_and_metrics(self):
+        config, mode = self.config, self.mode
         loss_cfg = config.get("Loss") or {}
         self.train_loss = build_loss(loss_cfg.get("Train"), "Loss.Train") if mode == "train" else None
         if mode == "train" and self.train_loss is None:
@@ -145,45 +182,71 @@ class Engine:
             self.eval_metrics = build_train_metrics(metric_cfg.get("Eval") or [{"TopkAcc": {"topk": [1, 5]}}],
                                                     "Metric.Eval")
 
-        self.model = build_model(arch)
+    def _build_model(self):
+        """The model, with ``Global.pretrained_model`` (or, to evaluate, ``Global.checkpoints``) loaded."""
+        g, mode = self.g, self.mode
+        self.model = build_model(self.config["Arch"])
         if g["pretrained_model"]:
-            unused = ckpt.load_weights(str(g["pretrained_model"]), self.model, self.train_loss,
-                                       strict=(mode == "eval"), what="Global.pretrained_model")
+            unused = ckpt.load_weights(g["pretrained_model"], self.model, self.train_loss,
+                                       strict=(mode == "eval"), what="Global.pretrained_model", trust=self.trust)
             self.logger.info(f"Loaded pretrained weights from {g['pretrained_model']}"
                              + (f" ({len(unused)} unused keys)" if unused else ""))
         elif mode == "eval" and g["checkpoints"]:
-            ckpt.load_weights(str(g["checkpoints"]), self.model, None, strict=True, what="Global.checkpoints")
+            ckpt.load_weights(g["checkpoints"], self.model, None, strict=True, what="Global.checkpoints",
+                              trust=self.trust)
 
+    def _build_optimizers(self):
+        """Optimizers and LR schedules (train mode), then the data-parallel wrappers."""
         self.optimizers, self.schedulers = [], []
-        if mode == "train":
+        if self.mode == "train":
             self.optimizers, self.schedulers = build_optimizer(
-                config.get("Optimizer") or {}, int(g["epochs"]), self.iter_per_epoch // self.update_freq,
+                self.config.get("Optimizer") or {}, self.g["epochs"], self.iter_per_epoch // self.update_freq,
                 self.model, self.train_loss)
-
         self.model_dp, self.loss_dp = self.model, self.train_loss
         if self.world > 1:
             self.model_dp = paddle.DataParallel(self.model, find_unused_parameters=True)
             if _has_trainable(self.train_loss):
                 self.loss_dp = paddle.DataParallel(self.train_loss, find_unused_parameters=True)
 
+    def _restore_checkpoint(self):
+        """Resume from ``Global.checkpoints`` (train mode): weights, optimizer, LR, best metric, history."""
+        g = self.g
         self.best_metric, self.best_epoch, self.start_epoch, self.global_step = -1.0, 0, 1, 0
         self.history = {"epoch": [], "loss": [], "eval": {}}
-        if mode == "train" and g["checkpoints"]:
-            states = ckpt.load_checkpoint(str(g["checkpoints"]), self.model, self.train_loss, self.optimizers)
+        if self.mode != "train" or not g["checkpoints"]:
+            return
+        states = ckpt.load_checkpoint(g["checkpoints"], self.model, self.train_loss, self.optimizers,
+                                      trust=self.trust)
+        try:
             self.start_epoch = int(states.get("epoch", 0)) + 1
             self.best_metric = float(states.get("metric", -1.0))
             self.best_epoch = int(states.get("best_epoch", 0))
             self.global_step = int(states.get("global_step", 0))
-            self.history = states.get("history") or self.history
-            self.logger.info(f"Resumed from {g['checkpoints']}: continuing at epoch {self.start_epoch}, "
-                             f"best metric {self.best_metric} (epoch {self.best_epoch})")
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"Global.checkpoints: {g['checkpoints']}.pdstates has an unreadable value "
+                              f"({exc})") from None
+        self.history = states.get("history") or self.history
+        if not states.get("verified"):
+            self.logger.info(f"{g['checkpoints']} has no manifest (written by PaddleClas or an earlier version): "
+                             f"its files are loaded without checking that they belong together")
+        saved_epochs = states.get("epochs")
+        if saved_epochs is not None and saved_epochs != g["epochs"]:
+            msg = (f"Global.epochs is {g['epochs']} but the checkpoint was written by a run of {saved_epochs} "
+                   f"epochs: the LR schedule, which spans all epochs, now differs from the interrupted run's")
+            self.logger.warning(msg)
+            warnings.warn(msg, ConfigWarning, stacklevel=3)
+        self.logger.info(f"Resumed from {g['checkpoints']}: continuing at epoch {self.start_epoch}, "
+                         f"best metric {self.best_metric} (epoch {self.best_epoch})")
+
+    def _start_reporting(self):
+        g = self.g
+        self.diag_key, self.diag_margin, self.diag_enabled = "features", 0.5, False
         if self.train_loss is not None:
             self.diag_key, self.diag_margin = feature_key_and_margin(self.train_loss)
             self.diag_enabled = bool(g["diagnostics"]) and any(
                 hasattr(s, "feature_from") or hasattr(s, "margin") for s in self.train_loss.loss_func)
         self.vdl = VisualDLWriter(bool(g["use_visualdl"]) and self.rank == 0, g["output_dir"], self.logger)
 
-    # ------------------------------------------------------------------------------------- building
     def _class_num(self, arch):
         """Number of classes the model's logits cover (Head.class_num, or Arch.class_num of a classifier)."""
         head = arch.get("Head")
@@ -197,9 +260,13 @@ class Engine:
             raise ConfigError(f"DataLoader.{key} is missing")
         return dl[key]
 
-    def _make_loader(self, dataset, batch_sampler, loader_cfg):
+    def _make_loader(self, dataset, batch_sampler, loader_cfg, path):
         loader_cfg = loader_cfg or {}
-        workers = int(loader_cfg.get("num_workers", 0) or 0)
+        workers = loader_cfg.get("num_workers", 0) or 0
+        if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 1024:
+            raise ConfigError(f"{path}.loader.num_workers must be an integer in [0, 1024], got {workers!r}")
+        if workers == 0:
+            return SynchronousLoader(dataset, batch_sampler)
         return paddle.io.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers,
                                     use_shared_memory=bool(loader_cfg.get("use_shared_memory", False)),
                                     return_list=True,
@@ -214,13 +281,13 @@ class Engine:
                               f"model has class_num {self.class_num}; labels must lie in [0, class_num) "
                               f"(relabel: True maps them to 0..K-1)")
         sampler = build_sampler(dataset, sec.get("sampler"), "DataLoader.Train.sampler", seed=self.seed or 0)
-        return self._make_loader(dataset, sampler, sec.get("loader")), sampler
+        return self._make_loader(dataset, sampler, sec.get("loader"), "DataLoader.Train"), sampler
 
     def _eval_loader(self, sec, path):
         dataset = build_dataset(sec.get("dataset"), f"{path}.dataset")
         bs = int((sec.get("sampler") or {}).get("batch_size", 64))
         sampler = EvalShardSampler(dataset, bs)
-        return dataset, self._make_loader(dataset, sampler, sec.get("loader"))
+        return dataset, self._make_loader(dataset, sampler, sec.get("loader"), path)
 
     def _eval_loaders(self):
         ev = self._loader_section("Eval")
@@ -245,15 +312,31 @@ class Engine:
             if hasattr(self.train_sampler, "set_epoch"):
                 self.train_sampler.set_epoch(epoch + restart * 100_003)
             got = False
-            for batch in self.train_loader:
+            for batch in self._guarded(self.train_loader):
                 got = True
                 yield batch
             if not got:
                 raise ConfigError("the train loader yields no batch (dataset smaller than one batch?)")
             restart += 1
 
+    @staticmethod
+    def _guarded(loader):
+        """Iterate ``loader``; a failure that a loader worker recorded is raised with its own message."""
+        it = iter(loader)
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:
+                failure = loader_failure(loader.dataset, exc)
+                if failure is None:
+                    raise
+                raise failure from None
+            yield batch
+
     def train(self):
-        g, epochs = self.g, int(self.g["epochs"])
+        g, epochs = self.g, self.g["epochs"]
         if g["eval_before_train"] and self.start_epoch == 1 and self.eval_sets is not None:
             metrics = self.eval(0)
             self._record_eval(0, metrics)
@@ -315,6 +398,7 @@ class Engine:
         gather = bool(g["gather_embeddings"]) and self.world > 1
         t_end = time.time()
         batch_costs, reader_costs = [], []
+        skipped, bad_before = 0, bad_samples(self.train_loader.dataset)
         for iter_id in range(self.iter_per_epoch):
             if iter_id == 5:
                 batch_costs, reader_costs = [], []
@@ -324,7 +408,17 @@ class Engine:
             labels = batch[1].reshape([batch[0].shape[0], -1]).astype("int64")
             out = self.model_dp(images, labels) if self.is_rec else self.model_dp(images)
             loss_in, loss_labels = dist_utils.gather_batch(out, labels) if gather else (out, labels)
-            loss_dict = self.loss_dp(loss_in, loss_labels)
+            try:
+                loss_dict = self.loss_dp(loss_in, loss_labels)
+            except InputError as exc:  # e.g. NaN embeddings after a divergent step: say when it happened
+                raise InputError(f"epoch {epoch} step {iter_id} (global step {self.global_step}): {exc}") from None
+            # a loss configured with reduction "none" reports its mean (the total already sums it)
+            loss_values = {k: float(v) if v.size == 1 else float(v.mean()) for k, v in loss_dict.items()}
+            if not all(np.isfinite(v) for v in loss_values.values()):
+                self._on_nonfinite_loss(epoch, iter_id, loss_values, loss_in, loss_labels)
+                skipped += 1
+                t_end = time.time()
+                continue
             scale = (self.world if gather else 1) / self.update_freq
             (loss_dict["loss"] * scale).backward()
             if (iter_id + 1) % self.update_freq == 0:
@@ -341,8 +435,7 @@ class Engine:
                 if logits is not None:
                     for m in self.train_metrics:
                         values.update({k: float(v) for k, v in m(logits, labels).items()})
-            # a loss configured with reduction "none" reports its mean (the total already sums it)
-            values.update({k: float(v) if v.size == 1 else float(v.mean()) for k, v in loss_dict.items()})
+            values.update(loss_values)
             bs = int(images.shape[0])
             meter.update(values, bs)
             batch_costs.append(time.time() - t_end)
@@ -365,6 +458,12 @@ class Engine:
         progress.close()
         avg = meter.averages()
         self.logger.info(epoch_line(epoch, epochs, avg))
+        if skipped:
+            self.logger.warning(f"[Train][Epoch {epoch}/{epochs}] skipped {skipped} of {self.iter_per_epoch} steps "
+                                f"whose loss was not finite (Global.on_nonfinite_loss: skip)")
+        bad = bad_samples(self.train_loader.dataset) - bad_before
+        if bad:
+            self.logger.warning(f"[Train][Epoch {epoch}/{epochs}] skipped {bad} unreadable samples (named above)")
         if self.diag_enabled:
             d = diag.averages()
             fill = memory_fill(self.train_loss)
@@ -374,10 +473,24 @@ class Engine:
                 self.logger.info(diag_line(epoch, epochs, d))
         return avg
 
+    def _on_nonfinite_loss(self, epoch, iter_id, loss_values, loss_in, labels):
+        """Stop (default) or skip the step (``Global.on_nonfinite_loss: skip``), with batch diagnostics."""
+        bad = [k for k, v in loss_values.items() if not np.isfinite(v)]
+        report = nonfinite_report(loss_in, labels, self.diag_key)
+        where = (f"epoch {epoch} step {iter_id} (global step {self.global_step}): the loss is not finite "
+                 f"({', '.join(f'{k}={loss_values[k]}' for k in bad)}); batch: {report}")
+        for opt in self.optimizers:
+            opt.clear_grad()  # nothing of this step reaches the weights
+        if self.g["on_nonfinite_loss"] == "skip":
+            self.logger.warning(f"{where}; step skipped (Global.on_nonfinite_loss: skip)")
+            return
+        raise TrainingError(f"{where}. Training stopped before this step changed the weights; lower the "
+                            f"learning rate, check the data, or set Global.on_nonfinite_loss=skip")
+
     def _save(self, prefix, epoch):
         if self.rank != 0:
             return
-        states = {"metric": self.best_metric, "epoch": epoch, "best_epoch": self.best_epoch,
+        states = {"metric": self.best_metric, "epoch": epoch, "epochs": self.g["epochs"], "best_epoch": self.best_epoch,
                   "global_step": self.global_step, "history": self.history}
         path = ckpt.save_checkpoint(self.g["output_dir"], prefix, self.model, self.train_loss, self.optimizers,
                                     states)
@@ -391,7 +504,7 @@ class Engine:
         key = self.g["retrieval_feature_from"]
         progress = Progress(len(loader), f"{name} features", progress_wanted(self.g["progress_bar"])
                             and self.rank == 0)
-        for batch in loader:
+        for batch in self._guarded(loader):
             x = batch[0]
             y = batch[1].reshape([x.shape[0], -1]).astype("int64")
             out = self.model(x, y) if self.is_rec else self.model(x)
@@ -431,6 +544,7 @@ class Engine:
         if self.eval_sets is None:
             raise ConfigError("DataLoader.Eval is missing (or Global.eval_during_train is False)")
         dist_utils.broadcast_buffers(self.model)
+        bad_before = sum(bad_samples(ds) for ds, _ in self.eval_sets.values())
         self.model.eval()
         try:
             if self.eval_mode == "classification":
@@ -440,6 +554,10 @@ class Engine:
         finally:
             self.model.train()
         self.logger.info(eval_line(epoch, metrics))
+        bad = sum(bad_samples(ds) for ds, _ in self.eval_sets.values()) - bad_before
+        if bad:
+            self.logger.warning(f"[Eval][Epoch {epoch}] skipped {bad} unreadable samples (named above); other "
+                                f"samples stood in for them")
         return metrics
 
     def _eval_retrieval(self):

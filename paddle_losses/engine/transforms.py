@@ -25,12 +25,14 @@ from PIL import Image
 
 from ..config import eval_numeric
 from ..errors import ConfigError
+from ..registry import registry
 
 
 def _pil(img):
     return Image.fromarray(img)
 
 
+@registry("transform").register
 class DecodeImage:
     """Bytes -> HWC uint8 RGB array (``to_rgb``); ``channel_first`` gives CHW."""
 
@@ -53,6 +55,7 @@ class DecodeImage:
         return np.ascontiguousarray(img)
 
 
+@registry("transform").register
 class ResizeImage:
     """Resize to ``size`` (int: square, or ``[w, h]``) or the short side to ``resize_short``."""
 
@@ -73,6 +76,7 @@ class ResizeImage:
         return np.asarray(_pil(img).resize((tw, th), Image.BILINEAR))
 
 
+@registry("transform").register
 class RandFlipImage:
     """Flip with probability 0.5: ``flip_code`` 1 horizontal, 0 vertical, -1 both."""
 
@@ -92,6 +96,7 @@ class RandFlipImage:
         return np.ascontiguousarray(img)
 
 
+@registry("transform").register
 class Pad:
     """Pad every side by ``padding`` pixels with ``fill`` (constant)."""
 
@@ -104,6 +109,7 @@ class Pad:
         return np.pad(img, widths, mode="constant", constant_values=self.fill)
 
 
+@registry("transform").register
 class RandCropImage:
     """Random-resized crop to ``size`` (scale and aspect-ratio ranges as Inception-style cropping)."""
 
@@ -129,6 +135,7 @@ class RandCropImage:
         return np.asarray(_pil(np.ascontiguousarray(crop)).resize(self.size, Image.BILINEAR))
 
 
+@registry("transform").register
 class NormalizeImage:
     """``(img * scale - mean) / std`` as float32; ``order='chw'`` means the input is already CHW."""
 
@@ -151,15 +158,12 @@ class NormalizeImage:
         return ((img.astype(np.float32) * self.scale - self.mean) / self.std).astype(np.float32)
 
 
+@registry("transform").register
 class ToCHWImage:
     """HWC -> CHW."""
 
     def __call__(self, img):
         return np.ascontiguousarray(img.transpose(2, 0, 1))
-
-
-OPS = {cls.__name__: cls for cls in (DecodeImage, ResizeImage, RandFlipImage, Pad, RandCropImage,
-                                     NormalizeImage, ToCHWImage)}
 
 
 def build_transforms(op_list, path="transform_ops"):
@@ -170,14 +174,9 @@ def build_transforms(op_list, path="transform_ops"):
             raise ConfigError(f"{path}[{i}] must be a one-key mapping like `- ResizeImage: {{size: 224}}`, "
                               f"got {entry!r}")
         name, params = next(iter(entry.items()))
-        if name not in OPS:
-            from .._suggest import did_you_mean
-            raise ConfigError(f"{path}[{i}]: unknown transform {name!r}.{did_you_mean(name, OPS)} "
-                              f"Available: {', '.join(sorted(OPS))}")
-        try:
-            ops.append(OPS[name](**(params or {})))
-        except TypeError as exc:
-            raise ConfigError(f"{path}[{i}].{name}: {exc}") from None
+        if params is not None and not isinstance(params, dict):
+            raise ConfigError(f"{path}[{i}].{name}: the parameters must be a mapping, got {params!r}")
+        ops.append(registry("transform").build(name, params, f"{path}[{i}].{name}"))
     return ops
 
 

@@ -15,6 +15,8 @@ distances use :meth:`Distance.as_distance` (``-s`` for similarities, so "smaller
 """
 import paddle
 
+from ..errors import ConfigError
+from ..registry import registry
 from .normalize import l2_normalize
 from .pairwise import dot_similarity, squared_euclidean
 
@@ -66,12 +68,13 @@ class Distance:
         return f"{type(self).__name__}({args})"
 
 
+@registry("distance").register
 class LpDistance(Distance):
     """``‖x̂_i - ŷ_j‖_p ** power`` (PML ``LpDistance``); see module docstring."""
 
     is_inverted = False
 
-    def __init__(self, p=2, power=1, normalize_embeddings=True):
+    def __init__(self, p: float = 2, power: float = 1, normalize_embeddings: bool = True):
         if not float(p) > 0:
             raise ValueError(f"LpDistance: p must be > 0, got {p!r}")
         self.p = p
@@ -90,6 +93,7 @@ class LpDistance(Distance):
         return d if self.power == 1 else paddle.pow(d, float(self.power))
 
 
+@registry("distance").register
 class CosineSimilarity(Distance):
     """``x̂_i · ŷ_j`` (PML ``CosineSimilarity``); larger is closer."""
 
@@ -102,23 +106,24 @@ class CosineSimilarity(Distance):
         return dot_similarity(x, y)
 
 
+@registry("distance").register
 class DotProductSimilarity(Distance):
     """``x̂_i · ŷ_j`` with ``normalize_embeddings=True`` by default (PML ``DotProductSimilarity``)."""
 
     is_inverted = True
 
-    def __init__(self, normalize_embeddings=True):
+    def __init__(self, normalize_embeddings: bool = True):
         self.normalize_embeddings = bool(normalize_embeddings)
 
     def _matrix(self, x, y):
         return dot_similarity(x, y)
 
 
-DISTANCES = {c.__name__: c for c in (LpDistance, CosineSimilarity, DotProductSimilarity)}
+def build_distance(spec, default=None, path="distance"):
+    """A distance from a name, a ``{"name": ..., **params}`` mapping, an instance, or ``None`` (``default``).
 
-
-def build_distance(spec, default=None):
-    """A distance from a name, ``{"name": ..., **params}`` mapping, instance, or ``None`` (``default``)."""
+    Names resolve through the ``distance`` registry; a mistake is a ConfigError naming ``path``.
+    """
     if spec is None:
         spec = default
     if isinstance(spec, Distance):
@@ -126,12 +131,6 @@ def build_distance(spec, default=None):
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"a distance must be one of {sorted(DISTANCES)} or a mapping with a 'name', got {spec!r}")
-    params = {k: v for k, v in spec.items() if k != "name"}
-    cls = DISTANCES.get(spec["name"])
-    if cls is None:
-        raise ValueError(f"unknown distance {spec['name']!r}; expected one of {sorted(DISTANCES)}")
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise ValueError(f"{spec['name']}: {exc}") from None
+        raise ConfigError(f"{path}: a distance is a name or a mapping with a 'name' (one of "
+                          f"{', '.join(registry('distance').names())}), got {spec!r}")
+    return registry("distance").build(spec["name"], {k: v for k, v in spec.items() if k != "name"}, path)

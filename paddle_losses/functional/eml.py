@@ -15,7 +15,7 @@ import paddle
 from paddle.autograd import PyLayer
 
 from .inplace import inplace, zero_diagonal
-from .reduce import row_sum
+from .reduction import row_sum
 
 
 def _zero(dtype):

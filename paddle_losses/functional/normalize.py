@@ -15,7 +15,7 @@ reciprocal (same values to rounding; forward + backward of ``[256, 128]`` drops 
 """
 import paddle
 
-from .reduce import row_sum
+from .reduction import row_sum
 
 VARIANTS = ("plain", "clamp", "add")
 

@@ -22,7 +22,7 @@ import paddle
 from paddle.autograd import PyLayer
 
 from .inplace import fill_diagonal, inplace
-from .reduce import row_sum
+from .reduction import row_sum
 
 
 def _exp_rows(logits):

@@ -25,7 +25,7 @@ Every function takes three ``[N, D]`` tensors whose row ``i`` forms triplet ``i`
 import paddle
 import paddle.nn.functional as F
 
-from .reduce import REDUCTIONS
+from .reduction import REDUCTIONS
 
 
 def _check_reduction(reduction):

@@ -3,7 +3,7 @@
 The hinge ``l = relu(u_ap - u_an + margin)`` (``u`` = distance, or negated similarity) is, for a fixed
 positive pair ``(a, p)``, a piecewise-linear function of the negative's ``u_an``. When the negatives of
 every anchor are sorted once (``N log N`` per row), the triplets ``(a, p, ·)`` inside a window
-``lo < u_an <= hi`` (see ``functional.miners.TripletWindow``) and with a positive loss
+``lo < u_an <= hi`` (see ``functional.mining.selections.TripletWindow``) and with a positive loss
 ``u_an < u_ap + margin`` form one contiguous run of that order. Prefix sums then give, per pair,
 
 * the number of mined triplets, the number with ``l > 0``,
@@ -18,7 +18,7 @@ differs from the loss's) uses :func:`explicit_triplet_losses` on index vectors.
 import paddle
 import paddle.nn.functional as F
 
-from .miners import count_below, window_bounds
+from .mining.selections import count_below, window_bounds
 
 
 def windowed_triplet_totals(u, window, margin):

@@ -253,7 +253,7 @@ class AdaMargin(nn.Layer):
     Args: embedding_size, class_num, m (margin), h (margin-scaler width), s (scale), t_alpha (EMA factor).
     Parameter ``kernel [embedding_size, class_num]`` (uniform(−1, 1), unit columns); persistable buffers
     ``t`` (unused, kept for checkpoints), ``batch_mean`` (20), ``batch_std`` (100), all shape ``[1]``.
-    Reads ``embbedings [N, D]`` and ``label`` (int ``[N]``/``[N, 1]``); returns logits ``[N, C]``.
+    Reads ``embeddings [N, D]`` and ``label`` (int ``[N]``/``[N, 1]``); returns logits ``[N, C]``.
 
     Divergences (docs/compatibility.md): a one-sample batch leaves ``batch_std`` unchanged (PaddleClas's std
     of one sample is NaN and poisons the buffers forever); ``label=None`` returns the clipped ``cos``
@@ -297,8 +297,8 @@ class AdaMargin(nn.Layer):
             paddle.assign((std * a + (1 - a) * self.batch_std).astype(self.batch_std.dtype),
                           output=self.batch_std)
 
-    def forward(self, embbedings, label=None):
-        x = _check_embeddings(self, embbedings)
+    def forward(self, embeddings, label=None):
+        x = _check_embeddings(self, embeddings)
         cos = class_cosine(x, self.kernel)
         if label is None:
             return paddle.clip(cos, -1 + self.eps, 1 - self.eps)

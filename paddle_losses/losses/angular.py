@@ -12,7 +12,7 @@ import paddle.nn.functional as F
 from ..functional.masks import same_label
 from ..functional.mining import hardest_pairs
 from ..functional.normalize import l2_normalize
-from ..functional.reduce import masked_mean, reduce
+from ..functional.reduction import masked_mean, reduce
 from ..inputs import keyed_features_and_labels
 from ..memory import CrossBatchMemory, count_call
 from ..registry import register_loss
@@ -92,7 +92,8 @@ class TripletAngularMarginLoss(paddle.nn.Layer):
     NaN. A singleton class keeps PaddleClas's semantics: its positive is the anchor itself (``ap ≈ 1``).
     """
 
-    input_keys = ("input[feature_from]", "target")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("TripletAngularMarginLoss",)
 
     def __init__(self, margin: float = 0.5, normalize_feature: bool = True,

@@ -78,7 +78,7 @@ class CELoss(nn.Layer):
     class ids raise InputError.
     """
 
-    input_keys = ("input['logits'] (or a bare Tensor)",)
+    input_keys = ("logits",)
     output_keys = ("CELoss",)
 
     def __init__(self, reduction: Literal["mean", "sum", "none"] = "mean", epsilon: Optional[float] = None):
@@ -159,7 +159,7 @@ class GoogLeNetLoss(nn.Layer):
     logs and CombinedLoss keys match.
     """
 
-    input_keys = ("input[0..2]['logits'] (or three bare Tensors)",)
+    input_keys = ("logits",)
     output_keys = ("GooleNetLoss",)
     aux_weight = 0.3
 

@@ -42,7 +42,8 @@ class CenterLoss(nn.Layer):
     gives them a zero term); float64 features work (the centers are cast) instead of raising.
     """
 
-    input_keys = ("input[feature_from]",)
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("CenterLoss",)
 
     def __init__(self, num_classes: int, feat_dim: int, feature_from: str = "features",

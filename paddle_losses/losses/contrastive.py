@@ -88,7 +88,8 @@ class ContrastiveLoss(_ContrastiveBase):
     instead of 0.88 in the golden case); here ``[N, 1]`` and ``[N]`` labels give the same, intended value.
     """
 
-    input_keys = ("input[feature_from]", "target")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("ContrastiveLoss",)
 
     def __init__(self, margin: float, embedding_size: int, normalize_feature: bool = True,
@@ -133,7 +134,8 @@ class ContrastiveLoss_XBM(_ContrastiveBase):
     pass raises); float64 features are accepted (the memory stays float32).
     """
 
-    input_keys = ("input[feature_from]", "target")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("ContrastiveLoss_XBM",)
 
     def __init__(self, xbm_size: int, xbm_weight: float, start_iter: int, margin: float, embedding_size: int,

@@ -74,7 +74,7 @@ class DSHSDLoss(nn.Layer):
     work (PaddleClas crashes).
     """
 
-    input_keys = ("input['features']", "input['logits']")
+    input_keys = ("features", "logits")
     output_keys = ("dshsdloss",)
 
     def __init__(self, alpha: float, multi_label: bool = False):
@@ -127,7 +127,7 @@ class LCDSHLoss(nn.Layer):
     ``[N, n_class]``. Returns ``{"lcdshloss": scalar}``.
     """
 
-    input_keys = ("input['features']",)
+    input_keys = ("features",)
     output_keys = ("lcdshloss",)
 
     def __init__(self, n_class: int, _lambda: float):
@@ -184,7 +184,7 @@ class DCHLoss(nn.Layer):
     mean over the ``N`` rows used here. ``gamma <= 0`` is rejected (PaddleClas returns NaN).
     """
 
-    input_keys = ("input['features']",)
+    input_keys = ("features",)
     output_keys = ("dchloss",)
 
     def __init__(self, gamma: float, _lambda: float, n_class: int):

@@ -19,7 +19,7 @@ from ..functional.masks import positive_negative
 from ..functional.eml import eml_statistics
 from ..functional.mining import Candidates, hardest, hardest_pairs
 from ..functional.normalize import l2_normalize
-from ..functional.reduce import masked_mean
+from ..functional.reduction import masked_mean
 from ..inputs import check_features, pick
 from ..registry import register_loss
 
@@ -84,7 +84,7 @@ class TriHardLoss(paddle.nn.Layer):
     longer gives NaN); the ``B × B × D`` difference tensor is replaced by the matmul form (same values).
     """
 
-    input_keys = ('input["features"]',)
+    input_keys = ("features",)
     output_keys = ("trihardloss",)
 
     def __init__(self, batch_size: int = 120, samples_each_class: int = 2, margin: float = 0.1):
@@ -128,7 +128,7 @@ class MSMLoss(paddle.nn.Layer):
     Normalisation uses ``max(||x||, 1e-12)``.
     """
 
-    input_keys = ('input["features"]',)
+    input_keys = ("features",)
     output_keys = ("msmloss",)
 
     def __init__(self, batch_size: int = 120, samples_each_class: int = 2, margin: float = 0.1):
@@ -178,7 +178,7 @@ class EmlLoss(paddle.nn.Layer):
     computed on its own rows (PaddleClas truncates or raises IndexError).
     """
 
-    input_keys = ('input["features"]',)
+    input_keys = ("features",)
     output_keys = ("emlloss",)
     thresh = 20.0
     beta = 100000.0
@@ -227,7 +227,7 @@ class NpairsLoss(paddle.nn.Layer):
     ``{"npairsloss": loss}``. An odd batch raises :class:`InputError` (PaddleClas: a reshape error).
     """
 
-    input_keys = ('input["features"]',)
+    input_keys = ("features",)
     output_keys = ("npairsloss",)
 
     def __init__(self, reg_lambda: float = 0.01):

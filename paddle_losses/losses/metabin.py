@@ -14,7 +14,7 @@ from ..functional.distill import cosine_rows
 from ..functional.masks import same_label
 from ..functional.mining import hardest_pairs
 from ..functional.normalize import l2_normalize
-from ..functional.reduce import masked_mean
+from ..functional.reduction import masked_mean
 from ..inputs import check_features, check_labels, pick
 from ..registry import register_loss
 from .ce import CELoss
@@ -58,7 +58,8 @@ class CELossForMetaBIN(CELoss):
     (PaddleClas divides by zero).
     """
 
-    input_keys = ("input['logits'] (or a bare Tensor)", "batch['label']")
+    input_keys = ("logits",)
+    target_keys = ("label",)
     output_keys = ("CELoss",)
 
     def forward(self, x, batch):
@@ -96,7 +97,9 @@ class TripletLossForMetaBIN(nn.Layer):
     Reads ``input[feature_from]`` and ``batch["label"]``. Returns ``{"TripletLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "batch['label']")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
+    target_keys = ("label",)
     output_keys = ("TripletLoss",)
 
     def __init__(self, margin: float = 1, normalize_feature: bool = False, feature_from: str = "feature"):
@@ -131,7 +134,9 @@ class IntraDomainScatterLoss(nn.Layer):
     Reads ``input[feature_from]`` and ``batch["domain"]``. Returns ``{"IntraDomainScatterLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "batch['domain']")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
+    target_keys = ("domain",)
     output_keys = ("IntraDomainScatterLoss",)
 
     def __init__(self, normalize_feature: bool, feature_from: str):
@@ -174,7 +179,9 @@ class InterDomainShuffleLoss(nn.Layer):
     device (no host sync), and the unused one gets no gradient.
     """
 
-    input_keys = ("input[feature_from]", "batch['label']", "batch['domain']")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
+    target_keys = ("label", "domain")
     output_keys = ("InterDomainShuffleLoss",)
 
     def __init__(self, normalize_feature: bool = True, feature_from: str = "features"):

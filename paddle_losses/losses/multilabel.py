@@ -56,7 +56,7 @@ class MultiLabelLoss(nn.Layer):
     Divergence: integer multi-hot targets are cast to float (PaddleClas's BCE kernel rejects int64).
     """
 
-    input_keys = ("input[logits]",)
+    input_keys = ("logits",)
     output_keys = ("MultiLabelLoss",)
 
     def __init__(self, epsilon: Optional[float] = None, size_sum: bool = False, weight_ratio: bool = False):
@@ -146,7 +146,7 @@ class MultiLabelAsymmetricLoss(nn.Layer):
     affected -- the values and gradients are the same.
     """
 
-    input_keys = ("input[logits]",)
+    input_keys = ("logits",)
     output_keys = ("MultiLabelAsymmetricLoss",)
 
     def __init__(self, gamma_pos: float = 1, gamma_neg: float = 4, clip: Optional[float] = 0.05,

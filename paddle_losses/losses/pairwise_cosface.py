@@ -35,7 +35,7 @@ class PairwiseCosface(nn.Layer):
     Returns ``{"PairwiseCosface": loss}``.
     """
 
-    input_keys = ("input['features'] (or a bare Tensor)",)
+    input_keys = ("features",)
     output_keys = ("PairwiseCosface",)
 
     def __init__(self, margin: float, gamma: float):

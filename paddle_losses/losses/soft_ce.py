@@ -22,7 +22,7 @@ class SoftTargetCrossEntropy(nn.Layer):
     Divergence: a model-output dict is accepted (PaddleClas fails on a dict).
     """
 
-    input_keys = ("input['logits'] (or a bare Tensor)",)
+    input_keys = ("logits",)
     output_keys = ("SoftTargetCELoss",)
 
     def __init__(self):
@@ -64,7 +64,8 @@ class CCSSLCELoss(nn.Layer):
     per-row loss against the mask to ``[N, N]`` and averages N² products.
     """
 
-    input_keys = ("batch['p_targets_u_w']", "batch['logits_s1']", "batch['mask']")
+    input_keys = ()
+    target_keys = ("p_targets_u_w", "logits_s1", "mask")
     output_keys = ("CCSSLCELoss",)
     _BATCH_KEYS = ("p_targets_u_w", "logits_s1", "mask")
 

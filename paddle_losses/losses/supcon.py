@@ -7,7 +7,7 @@ import paddle.nn as nn
 from ..errors import InputError
 from ..functional.masks import same_label
 from ..functional.normalize import l2_normalize
-from ..functional.reduce import masked_mean
+from ..functional.reduction import masked_mean
 from ..functional.supcon import supcon_rows
 from ..inputs import check_features, check_finite, check_labels, pick
 from ..registry import register_loss
@@ -59,7 +59,7 @@ class SupConLoss(nn.Layer):
     mean instead of making the loss NaN.
     """
 
-    input_keys = ("input['features'] (or a bare Tensor)",)
+    input_keys = ("features",)
     output_keys = ("SupConLoss",)
 
     def __init__(self, views: int = 16, temperature: float = 0.07, contrast_mode: Literal["all", "one"] = "all",
@@ -133,7 +133,8 @@ class SoftSupConLoss(nn.Layer):
     contribute 0 and leave the mean instead of making it NaN.
     """
 
-    input_keys = ("feat [B, V, D] (a bare Tensor)", "batch['max_probs']", "batch['p_targets_u_w']")
+    input_keys = ()
+    target_keys = ("max_probs", "p_targets_u_w")
     output_keys = ("SoftSupConLoss",)
 
     def __init__(self, temperature: float = 0.07, contrast_mode: Literal["all", "one"] = "all",

@@ -9,7 +9,7 @@ import paddle.nn.functional as F
 from ..functional.masks import same_label
 from ..functional.mining import hardest_pairs
 from ..functional.normalize import l2_normalize
-from ..functional.reduce import masked_mean
+from ..functional.reduction import masked_mean
 from ..inputs import keyed_features_and_labels
 from ..registry import register_loss
 
@@ -46,7 +46,7 @@ class TripletLoss(paddle.nn.Layer):
     single-class batch gives 0. The mining runs on the device (PaddleClas loops over rows on the host).
     """
 
-    input_keys = ('input["features"]', "target")
+    input_keys = ("features",)
     output_keys = ("TripletLoss",)
 
     def __init__(self, margin: float = 1.0):
@@ -81,7 +81,8 @@ class TripletLossV2(paddle.nn.Layer):
     all-singleton batches, where an anchor's only positive is itself) the values are PaddleClas's.
     """
 
-    input_keys = ("input[feature_from]", "target")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("TripletLossV2",)
 
     def __init__(self, margin: float = 0.5, normalize_feature: bool = True, feature_from: str = "features"):

@@ -42,7 +42,7 @@ def test_plain_classifier_returns_a_logits_tensor():
 
 
 def test_arch_mistakes_are_config_errors_and_pretrained_is_not_downloaded():
-    with pytest.raises(ConfigError, match="unknown neck 'VehicleNeck'"):
+    with pytest.raises(ConfigError, match="Arch.Neck.name: neck 'VehicleNeck' is not registered"):
         build_model({"name": "RecModel", "Backbone": {"name": "DigitsMLP"}, "Neck": {"name": "VehicleNeck"}})
     with pytest.raises(ConfigError, match="not registered"):
         build_model({"name": "RecModel", "Backbone": {"name": "DigitsMLP"}, "Head": {"name": "ArcFace"}})
@@ -50,3 +50,17 @@ def test_arch_mistakes_are_config_errors_and_pretrained_is_not_downloaded():
         build_model({"name": "ResNet18"})
     with pytest.warns(Warning, match="not downloaded"):
         build_model({"name": "RecModel", "Backbone": {"name": "ResNet18", "pretrained": True}})
+
+
+def test_neck_parameter_typo_names_the_config_path_and_the_parameter():
+    with pytest.raises(ConfigError, match=r"Arch\.Neck\.num_featurs: BNNeck has no parameter 'num_featurs'\. "
+                                          r"Did you mean 'num_features'\?"):
+        build_model({"name": "RecModel", "Backbone": {"name": "DigitsMLP"},
+                     "Neck": {"name": "BNNeck", "num_featurs": 128}})
+
+
+def test_backbone_parameter_typo_is_an_error_and_unknown_extras_are_accepted():
+    with pytest.raises(ConfigError, match=r"Arch\.Backbone\.widht: .*Did you mean 'width'"):
+        build_model({"name": "RecModel", "Backbone": {"name": "DigitsConvNet", "widht": 8}})
+    model = build_model({"name": "RecModel", "Backbone": {"name": "DigitsConvNet", "width": 4, "use_ssld": True}})
+    assert model.backbone.out_dim == 2 * 4 * 16

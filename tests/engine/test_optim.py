@@ -128,7 +128,7 @@ def test_lr_without_name_and_unknown_optimizer_are_config_errors():
     model, loss = model_and_loss()
     with pytest.raises(ConfigError, match=r"Optimizer.lr must be a mapping with a `name`"):
         build_optimizer({"name": "SGD", "lr": {"learning_rate": 0.1}}, 1, 1, model, loss)
-    with pytest.raises(ConfigError, match="unknown optimizer"):
+    with pytest.raises(ConfigError, match="Optimizer.name: optimizer .Lion. is not registered.*Momentum"):
         build_optimizer({"name": "Lion", "lr": 0.1}, 1, 1, model, loss)
 
 
@@ -153,3 +153,16 @@ def test_l2_regularized_sgd_step_matches_the_formula():
     lin(x).sum().backward()
     opt.step()
     np.testing.assert_allclose(lin.weight.numpy(), w0 - 0.1 * (np.array([[1.0], [2.0]]) + 0.5 * w0), rtol=1e-6)
+
+
+def test_optimizer_and_schedule_parameter_typos_name_the_path():
+    model, loss = model_and_loss()
+    with pytest.raises(ConfigError, match=r"Optimizer\.momentun: .*Did you mean 'momentum'"):
+        build_optimizer({"name": "Momentum", "momentun": 0.9, "lr": 0.1}, 1, 1, model, loss)
+    with pytest.raises(ConfigError, match=r"Optimizer\.lr\.eta_mn: .*Did you mean 'eta_min'"):
+        build_optimizer({"name": "Momentum", "lr": {"name": "Cosine", "learning_rate": 0.1, "eta_mn": 0.0}},
+                        1, 1, model, loss)
+    with pytest.raises(ConfigError, match=r"Optimizer\.lr: Step needs the parameter\(s\) step_size"):
+        build_lr({"name": "Step", "learning_rate": 0.1}, 2, 2, "Optimizer.lr")
+    with pytest.raises(ConfigError, match=r"Optimizer\.lr\.name: lr 'Cosin' is not registered.*'Cosine'"):
+        build_lr({"name": "Cosin", "learning_rate": 0.1}, 2, 2, "Optimizer.lr")

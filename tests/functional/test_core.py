@@ -6,7 +6,7 @@ import pytest
 from gradcheck import assert_gradcheck
 from paddle_losses.functional.inplace import inplace
 from paddle_losses.functional.mining import Candidates, hardest_pairs
-from paddle_losses.functional.reduce import row_sum
+from paddle_losses.functional.reduction import row_sum
 from paddle_losses.functional import (dot_similarity, gram_euclidean, hardest, hardest_positive_negative,
                                       l2_normalize, masked_mean, positive_negative, reduce, same_label,
                                       squared_euclidean)

@@ -96,7 +96,7 @@ def test_float32_values_and_gradients_match_autograd_to_rounding():
     got, got_grad = values_and_gradient(eml_statistics, x, pos, neg, weights)
     want, want_grad = values_and_gradient(autograd_statistics, x, pos, neg, weights)
     assert got[0].dtype == np.float32 and got_grad.dtype == np.float32
-    # Row sums run as matrix-vector products (functional.reduce.row_sum): same values up to summation order.
+    # Row sums run as matrix-vector products (functional.reduction.row_sum): same values up to summation order.
     for name, g, w in zip(("pmax", "nmin", "pm", "nm", "has_pos", "has_neg"), got, want):
         np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-6, err_msg=name)
     np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-5 * np.abs(want_grad).max())

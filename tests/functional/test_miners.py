@@ -7,7 +7,7 @@ import paddle
 import pytest
 
 from golden import tensor
-from paddle_losses.functional import miners as M
+from paddle_losses.functional.mining import selections as M
 from paddle_losses.functional.triplet_window import explicit_triplet_losses, windowed_triplet_totals
 
 BATCHES = {

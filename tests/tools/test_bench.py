@@ -1,5 +1,6 @@
-"""tools/bench.py: the --quick smoke run prints markdown tables with ratio columns (no timed assertions),
-and the PaddleClas-algorithm references it times compute the same values as our losses on P×K batches."""
+"""tools/bench.py (the benchmark in benchmarks/): the --quick smoke run prints markdown tables with ratio
+columns and nothing empty (no timed assertions), and the PaddleClas-algorithm references it times compute the
+same values as our losses on P×K batches."""
 import ast
 import os
 import re
@@ -12,10 +13,11 @@ import paddle
 import pytest
 
 import paddle_losses as pl
-from paddle_losses.bench import cases as C
-from paddle_losses.bench import paddleclas_ref as ref
-from paddle_losses.bench.measure import time_calls
-from paddle_losses.bench.report import render
+from benchmarks import cases as C
+from benchmarks import paddleclas_ref as ref
+from benchmarks.cli import parse_args
+from benchmarks.measure import time_calls
+from benchmarks.report import render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,11 +28,18 @@ def _table_rows(text, title):
 
 
 @pytest.fixture(scope="module")
-def quick_report():
+def quick_run(tmp_path_factory):
+    # From a directory outside the checkout: the script and its worker processes find benchmarks/ and
+    # paddle_losses/ from the script's own location.
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench.py"), "--quick"],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path_factory.mktemp("elsewhere"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    return proc
+
+
+@pytest.fixture(scope="module")
+def quick_report(quick_run):
+    return quick_run.stdout
 
 
 def test_quick_run_prints_one_table_per_thread_setting_with_ratio_columns(quick_report):
@@ -57,10 +66,52 @@ def test_quick_run_reports_numeric_ratios_for_registered_losses(quick_report):
             assert re.fullmatch(r"≈?[0-9.,e+]+", cells[8]), cells  # PaddleClas/ours
 
 
-def test_quick_run_has_summary_and_target_verdict_columns(quick_report):
-    assert "## Summary" in quick_report
-    assert "≤2× floor, B≥256 (1t)" in quick_report
-    assert "growth exponent ours / floor" in quick_report
+def _markdown_tables(text):
+    """``[(section title, header cells, body rows as cell lists)]`` of every table in ``text``."""
+    tables, title, block = [], None, []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            block.append([c.strip() for c in line.strip().strip("|").split("|")])
+            continue
+        if block:
+            tables.append((title, block[0], block[2:]))
+            block = []
+        if line.startswith("#"):
+            title = line
+    return tables
+
+
+def test_quick_report_has_no_empty_table_or_column(quick_report):
+    tables = _markdown_tables(quick_report)
+    assert len(tables) >= 6  # summary, by feature size, losses and miners at each thread setting
+    for title, header, body in tables:
+        assert body, title
+        for j, column in enumerate(header):
+            assert any(row[j] not in ("", "n/a", "—") for row in body), (title, column)
+
+
+def test_quick_report_names_the_targets_its_small_grid_cannot_evaluate(quick_report):
+    targets = quick_report.split("## Targets", 1)[1].split("\n## ", 1)[0]
+    assert targets.count("(not evaluated: this grid has no such shape)") == 4
+    summary = quick_report.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert "growth exponent ours / floor" in summary and "≤2× floor" not in summary
+    assert "## Ours ÷ floor by feature size (worst over B ≥ 32;" in quick_report
+
+
+def test_quick_run_progress_lines_name_only_known_shapes(quick_run):
+    assert "None" not in quick_run.stderr
+    assert "[1t] done in" in quick_run.stderr and "[2t] done in" in quick_run.stderr
+
+
+def test_help_lists_every_option_and_the_quick_repeats(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--quick", "--batch-sizes", "--dims", "--xbm-sizes", "--xbm-sweep-batch", "--threads", "--only",
+                   "--no-references", "--no-miners", "--extras", "--ref-budget", "--budget", "--output", "--json",
+                   "--from-json", "--traceback", "--profile"):
+        assert option in text
+    assert "up to 3 timed repeats" in " ".join(text.split())
 
 
 def test_references_that_would_take_too_long_are_reported_as_estimates():
@@ -132,7 +183,8 @@ def test_xbm_reference_memory_keeps_paddleclas_write_policy():
     mem = ref.CrossBatchMemoryRef(5, 2)
     for labels in ([1, 2], [3, 4], [5, 6], [7, 8]):
         mem.enqueue_dequeue(paddle.zeros([2, 2]), paddle.to_tensor(labels, dtype="int64"))
-    # spec §2: [1 2 0 0 0] -> [1 2 3 4 0] -> [1 2 3 5 6] -> [7 8 3 5 6]
+    # writes at the pointer while the batch fits, else overwrites the last n slots and restarts at 0:
+    # [1 2 0 0 0] -> [1 2 3 4 0] -> [1 2 3 5 6] -> [7 8 3 5 6]
     np.testing.assert_array_equal(mem.targets.numpy(), [7, 8, 3, 5, 6])
 
 
@@ -208,7 +260,7 @@ def test_peak_bytes_reports_a_block_allocated_inside_the_call_on_every_call():
     # and reusing it raises no high-water mark.
     code = textwrap.dedent("""
         import paddle
-        from paddle_losses.bench.measure import peak_bytes
+        from benchmarks.measure import peak_bytes
 
         def allocate():
             t = paddle.ones([2048, 1024], dtype="float32")  # 8 MiB
@@ -216,6 +268,7 @@ def test_peak_bytes_reports_a_block_allocated_inside_the_call_on_every_call():
 
         print([peak_bytes(allocate)[1] for _ in range(3)])
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                         cwd=ROOT)
     peaks = ast.literal_eval(out.stdout.strip().splitlines()[-1])
     assert all(peak >= 7 * 2 ** 20 for peak in peaks), peaks

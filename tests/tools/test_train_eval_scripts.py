@@ -59,5 +59,5 @@ def test_threads_default_to_all_cores_when_unset():
 def test_a_config_mistake_exits_with_a_one_line_error(tmp_path):
     res = run_script("train.py", "-o", f"Global.output_dir={tmp_path}", "-o", "Arch.Backbone.name=DigitsConvnet")
     assert res.returncode != 0
-    assert "error: Arch.Backbone.name: unknown backbone 'DigitsConvnet'" in res.stderr
+    assert "error: Arch.Backbone.name: backbone 'DigitsConvnet' is not registered. Did you mean 'DigitsConvNet'" in res.stderr
     assert "Traceback" not in res.stderr

@@ -1,11 +1,11 @@
 """Shared plumbing of the cross-framework losses: reading the batch and resolving miners/distances."""
 import paddle.nn as nn
 
-from ...functional import miners as M
+from ...functional.mining import selections as M
 from ...functional.distances import build_distance
 from ...inputs import check_features, check_labels, pick
 from ...errors import InputError
-from ...miners import build_miner
+from ...functional.mining import build_miner
 
 
 def embeddings_and_labels(owner, input, target, feature_from):
@@ -16,11 +16,7 @@ def embeddings_and_labels(owner, input, target, feature_from):
 
 def resolve(distance, default, miner, owner):
     """Build the loss's distance and its miner (``None`` = no miner) from config values."""
-    try:
-        dist = build_distance(distance, default)
-    except ValueError as exc:
-        raise ValueError(f"{owner}.distance: {exc}") from None
-    return dist, build_miner(miner, f"{owner}.miner")
+    return build_distance(distance, default, f"{owner}.distance"), build_miner(miner, f"{owner}.miner")
 
 
 def pair_masks(miner, x, labels, owner):

@@ -13,7 +13,7 @@ import paddle.nn.functional as F
 from ...errors import InputError
 from ...functional.masked_lse import masked_logsumexp
 from ...functional.normalize import l2_normalize
-from ...functional.reducers import divisor_reduce
+from ...functional.reduction import divisor_reduce
 from ...registry import register_loss
 from ._common import embeddings_and_labels
 
@@ -92,7 +92,8 @@ class ArcFaceLoss(_ArcFaceBase):
     Reads ``input[feature_from]`` and class-id labels. Returns ``{"ArcFaceLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("ArcFaceLoss",)
 
     def __init__(self, num_classes: int, embedding_size: int, margin: float = 28.6, scale: float = 64.0,
@@ -118,7 +119,8 @@ class SubCenterArcFaceLoss(_ArcFaceBase):
     Reads ``input[feature_from]`` and labels. Returns ``{"SubCenterArcFaceLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("SubCenterArcFaceLoss",)
 
     def __init__(self, num_classes: int, embedding_size: int, margin: float = 28.6, scale: float = 64.0,
@@ -142,7 +144,8 @@ class CosFaceLoss(_MarginSoftmax):
     Reads ``input[feature_from]`` and labels. Returns ``{"CosFaceLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("CosFaceLoss",)
 
     def __init__(self, num_classes: int, embedding_size: int, margin: float = 0.35, scale: float = 64.0,
@@ -171,7 +174,8 @@ class ProxyAnchorLoss(nn.Layer):
     Reads ``input[feature_from]`` and labels. Returns ``{"ProxyAnchorLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("ProxyAnchorLoss",)
 
     def __init__(self, num_classes: int, embedding_size: int, margin: float = 0.1, alpha: float = 32.0,

@@ -10,12 +10,12 @@ import paddle
 import paddle.nn.functional as F
 
 from ...functional.masked_lse import masked_logsumexp
-from ...functional.reducers import check_reducer, reduce_elements
+from ...functional.reduction import check_reducer, reduce_elements
 from ...registry import register_loss
 from ._common import MinedPairLoss
 
 _Spec = Optional[Union[str, dict]]
-_ELEMENT_REDUCERS = Literal["AvgNonZeroReducer", "MeanReducer", "SumReducer"]
+_ReducerSpec = Union[str, dict]
 
 
 class _PairLoss(MinedPairLoss):
@@ -37,15 +37,16 @@ class PMLContrastiveLoss(_PairLoss):
     Reads ``input[feature_from]`` and labels. Returns ``{"PMLContrastiveLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("PMLContrastiveLoss",)
 
     def __init__(self, pos_margin: float = 0.0, neg_margin: float = 1.0, distance: _Spec = None,
-                 reducer: _ELEMENT_REDUCERS = "AvgNonZeroReducer", miner: _Spec = None,
+                 reducer: _ReducerSpec = "AvgNonZeroReducer", miner: _Spec = None,
                  feature_from: str = "features"):
         super().__init__()
         self.pos_margin, self.neg_margin = float(pos_margin), float(neg_margin)
-        self.reducer = check_reducer(reducer)
+        self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self._setup(distance, miner, feature_from)
 
     def forward(self, input, target):
@@ -70,7 +71,8 @@ class MultiSimilarityLoss(_PairLoss):
     Reads ``input[feature_from]`` and labels. Returns ``{"MultiSimilarityLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("MultiSimilarityLoss",)
     default_distance = "CosineSimilarity"
 
@@ -102,16 +104,17 @@ class CircleLoss(_PairLoss):
     Reads ``input[feature_from]`` and labels. Returns ``{"CircleLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("CircleLoss",)
     default_distance = "CosineSimilarity"
 
     def __init__(self, m: float = 0.4, gamma: float = 80.0, distance: _Spec = None,
-                 reducer: _ELEMENT_REDUCERS = "AvgNonZeroReducer", miner: _Spec = None,
+                 reducer: _ReducerSpec = "AvgNonZeroReducer", miner: _Spec = None,
                  feature_from: str = "features"):
         super().__init__()
         self.m, self.gamma = float(m), float(gamma)
-        self.reducer = check_reducer(reducer)
+        self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self._setup(distance, miner, feature_from)
         if not self.distance.is_inverted:
             raise ValueError("CircleLoss needs a similarity (CosineSimilarity or DotProductSimilarity)")
@@ -141,7 +144,8 @@ class LiftedStructureLoss(_PairLoss):
     Reads ``input[feature_from]`` and labels. Returns ``{"LiftedStructureLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("LiftedStructureLoss",)
 
     def __init__(self, neg_margin: float = 1.0, pos_margin: float = 0.0, distance: _Spec = None,

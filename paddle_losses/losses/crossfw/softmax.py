@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 
 from ...functional.masked_lse import masked_logsumexp
-from ...functional.reducers import check_reducer, reduce_elements
+from ...functional.reduction import check_reducer, reduce_elements
 from ...registry import register_loss
 from ._common import MinedPairLoss, embeddings_and_labels
 
@@ -39,7 +39,8 @@ class NTXentLoss(_SimilarityLoss):
     Reads ``input[feature_from]`` and labels. Returns ``{"NTXentLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("NTXentLoss",)
 
     def __init__(self, temperature: float = 0.07, distance: _Spec = None, miner: _Spec = None,
@@ -83,17 +84,18 @@ class PMLSupConLoss(_SimilarityLoss):
     Reads ``input[feature_from]`` and labels. Returns ``{"PMLSupConLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("PMLSupConLoss",)
 
     def __init__(self, temperature: float = 0.1, distance: _Spec = None,
-                 reducer: Literal["AvgNonZeroReducer", "MeanReducer", "SumReducer"] = "AvgNonZeroReducer",
+                 reducer: Union[str, dict] = "AvgNonZeroReducer",
                  miner: _Spec = None, feature_from: str = "features"):
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"PMLSupConLoss: temperature must be > 0, got {temperature!r}")
         self.temperature = float(temperature)
-        self.reducer = check_reducer(reducer)
+        self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self._setup(distance, miner, feature_from)
 
     def forward(self, input, target):
@@ -107,7 +109,7 @@ class PMLSupConLoss(_SimilarityLoss):
 
 
 @register_loss
-class NPairsLoss(_SimilarityLoss):
+class PMLNPairsLoss(_SimilarityLoss):
     """pytorch-metric-learning ``NPairsLoss`` (Sohn 2016; PaddleClas's ``NpairsLoss`` is a different class).
 
     One pair per label: for every label with at least two samples, the anchor is its smallest index and the
@@ -117,11 +119,12 @@ class NPairsLoss(_SimilarityLoss):
 
     Args: ``distance``, ``feature_from``.
 
-    Reads ``input[feature_from]`` and labels. Returns ``{"NPairsLoss": scalar}``.
+    Reads ``input[feature_from]`` and labels. Returns ``{"PMLNPairsLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
-    output_keys = ("NPairsLoss",)
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
+    output_keys = ("PMLNPairsLoss",)
     default_distance = "DotProductSimilarity"
 
     def __init__(self, distance: _Spec = None, feature_from: str = "features"):

@@ -4,11 +4,11 @@ from typing import Literal, Optional, Union
 import paddle
 import paddle.nn as nn
 
-from ...functional import miners as M
-from ...functional.reducers import check_reducer, reduce_elements, reduce_totals
+from ...functional.mining import selections as M
+from ...functional.reduction import check_reducer, reduce_elements, reduce_totals
 from ...functional.triplet_explicit import squared_l2_triplet_loss, triplet_margin_loss
 from ...functional.triplet_window import explicit_triplet_losses, windowed_triplet_totals
-from ...miners import MultiSimilarityMiner
+from ...functional.mining import MultiSimilarityMiner
 from ...registry import register_loss
 from ._common import embeddings_and_labels, explicit_triplets, resolve
 
@@ -59,12 +59,13 @@ class PMLTripletMarginLoss(nn.Layer):
     ``{"PMLTripletMarginLoss": scalar}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("PMLTripletMarginLoss",)
 
     def __init__(self, margin: float = 0.05, swap: bool = False, smooth_loss: bool = False,
                  triplets_per_anchor: Literal["all"] = "all", distance: _Spec = None,
-                 reducer: Literal["AvgNonZeroReducer", "MeanReducer", "SumReducer"] = "AvgNonZeroReducer",
+                 reducer: Union[str, dict] = "AvgNonZeroReducer",
                  miner: _Spec = None, feature_from: str = "features"):
         super().__init__()
         name = type(self).__name__
@@ -73,7 +74,7 @@ class PMLTripletMarginLoss(nn.Layer):
         self.margin = float(margin)
         self.swap = bool(swap)
         self.smooth_loss = bool(smooth_loss)
-        self.reducer = check_reducer(reducer)
+        self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self.distance, self.miner = resolve(distance, "LpDistance", miner, name)
         _reject_pair_miner(self.miner, name)
         self.feature_from = feature_from
@@ -134,7 +135,8 @@ class MinedTripletMarginLoss(_ExplicitTripletLoss):
     Reads ``input[feature_from]`` ``[N, D]`` and labels. Returns ``{"MinedTripletMarginLoss": loss}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("MinedTripletMarginLoss",)
 
     def __init__(self, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6, swap: bool = False,
@@ -169,7 +171,8 @@ class SquaredL2TripletLoss(_ExplicitTripletLoss):
     Reads ``input[feature_from]`` and labels. Returns ``{"SquaredL2TripletLoss": loss}``.
     """
 
-    input_keys = ("input[feature_from]", "label")
+    input_keys = ("features",)
+    input_key_params = ("feature_from",)
     output_keys = ("SquaredL2TripletLoss",)
 
     def __init__(self, alpha: float = 0.1, reduction: Literal["mean", "sum", "none"] = "mean",

@@ -76,7 +76,8 @@ class AFDLoss(nn.Layer):
     broadcast error or silently comparing the wrong stage).
     """
 
-    input_keys = ("input[model_name_pair[0]][student_keys]", "input[model_name_pair[1]][teacher_keys]")
+    input_keys = ()
+    input_key_params = ("model_name_pair", "student_keys", "teacher_keys")
     output_keys = ("<name> (loss_afd)",)
 
     def __init__(self, model_name_pair: List[str] = ["Student", "Teacher"],  # noqa: B006 - PaddleClas default

@@ -41,7 +41,7 @@ class DistanceLoss(nn.Layer):
     Reads ``x`` and ``y``. Returns ``{"loss_<mode>": loss}`` (e.g. ``loss_l2``).
     """
 
-    input_keys = ("x", "y (same shape)")
+    input_keys = ()
     output_keys = ("loss_<mode>",)
 
     def __init__(self, mode: Literal["l1", "l2", "smooth_l1"] = "l2", **kargs):
@@ -95,7 +95,7 @@ class RKdAngle(nn.Layer):
     Reads ``student`` and ``teacher``. Returns a scalar tensor; the teacher is not detached.
     """
 
-    input_keys = ("student", "teacher")
+    input_keys = ()
     output_keys = ()
 
     def __init__(self, target_size: Optional[int] = None):
@@ -126,7 +126,7 @@ class RkdDistance(nn.Layer):
     InputError saying to set ``target_size: null`` (PaddleClas: an unpacking ValueError inside pooling).
     """
 
-    input_keys = ("student", "teacher")
+    input_keys = ()
     output_keys = ()
 
     def __init__(self, eps: float = 1e-12, target_size: Optional[int] = 1):
@@ -184,7 +184,7 @@ class MGDLoss(nn.Layer):
     exactly as PaddleClas.
     """
 
-    input_keys = ("pred_s [N, Cs, H, W]", "pred_t [N, Ct, H, W]", "mask ([N, Ct, 1, 1], optional)")
+    input_keys = ()
     output_keys = ()
 
     def __init__(self, student_channels: int, teacher_channels: int, alpha_mgd: float = 1.756,
@@ -287,7 +287,7 @@ class PEFDLoss(nn.Layer):
     value is unchanged.
     """
 
-    input_keys = ("student_feature", "teacher_feature")
+    input_keys = ()
     output_keys = ()
 
     def __init__(self, student_channel: int, teacher_channel: int, num_projectors: int = 3,

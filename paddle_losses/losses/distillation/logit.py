@@ -1,7 +1,7 @@
 """Logit-distillation base losses: DMLLoss, KLDivLoss, DKDLoss, WSLLoss, SKDLoss, DISTLoss.
 
 Each takes the student logits ``s`` and teacher logits ``t`` (both ``[N, C]``). Which side receives a
-gradient follows PaddleClas exactly (spec §8): KLDiv and DKD stop the teacher (it enters ``kl_div`` as the
+gradient follows PaddleClas exactly: KLDiv and DKD stop the teacher (it enters ``kl_div`` as the
 label); DML, WSL, SKD and DIST let it through.
 """
 from typing import Literal, Optional
@@ -56,7 +56,7 @@ class DMLLoss(nn.Layer):
     weighting).
     """
 
-    input_keys = ("x (student [N, C])", "target (teacher [N, C])", "gt_label ([N, 2, C], optional)")
+    input_keys = ()
     output_keys = ("DMLLoss",)
 
     def __init__(self, act: Optional[Literal["softmax", "sigmoid"]] = "softmax",
@@ -106,7 +106,7 @@ class KLDivLoss(nn.Layer):
     Reads ``y_s`` and ``y_t`` (``[N, C]``). Returns ``{"loss_kldiv": loss}``.
     """
 
-    input_keys = ("y_s (student [N, C])", "y_t (teacher [N, C])")
+    input_keys = ()
     output_keys = ("loss_kldiv",)
 
     def __init__(self, temperature: float = 4):
@@ -140,7 +140,7 @@ class DKDLoss(nn.Layer):
     None -> teacher argmax, first index on ties). Returns a scalar tensor. The teacher gets no gradient.
     """
 
-    input_keys = ("logits_student [N, C]", "logits_teacher [N, C]", "target (optional int [N, 1])")
+    input_keys = ()
     output_keys = ()
 
     def __init__(self, temperature: float = 1.0, alpha: float = 1.0, beta: float = 1.0,
@@ -190,7 +190,7 @@ class WSLLoss(nn.Layer):
     tensor. Both logits receive a gradient through the soft term (the teacher is not detached there).
     """
 
-    input_keys = ("logits_student [N, C]", "logits_teacher [N, C]", "target (optional int [N, 1])")
+    input_keys = ()
     output_keys = ()
 
     def __init__(self, temperature: float = 2.0, use_target_as_gt: bool = False):
@@ -236,7 +236,7 @@ class SKDLoss(nn.Layer):
     tensor; gradients reach both logits.
     """
 
-    input_keys = ("logits_student [N, C]", "logits_teacher [N, C]", "target (optional int [N, 1])")
+    input_keys = ()
     output_keys = ()
 
     def __init__(self, temperature: float, multiplier: float = 2.0, alpha: float = 0.9,
@@ -278,7 +278,7 @@ class DISTLoss(nn.Layer):
     Reads ``z_s``, ``z_t`` (``[N, C]``). Returns a scalar tensor; gradients reach both.
     """
 
-    input_keys = ("z_s (student [N, C])", "z_t (teacher [N, C])")
+    input_keys = ()
     output_keys = ()
 
     def __init__(self, beta: float = 1.0, gamma: float = 1.0):

@@ -41,7 +41,8 @@ class DistillationCELoss(PairDistillation):
     Reads ``input[a][key]``, ``input[b][key]``. Returns ``{"CELoss_<a>_<b>": loss, ...}``.
     """
 
-    input_keys = ("input[a][key]", "input[b][key]")
+    input_keys = ()
+    input_key_params = ("model_name_pairs", "key")
     output_keys = ("CELoss_<a>_<b>",)
     key_template = "{inner}_{a}_{b}"
     student_accepts_dict = True
@@ -68,7 +69,8 @@ class DistillationGTCELoss(ModelDistillation):
     Reads ``input[m][key]`` and the labels. Returns ``{"CELoss_<m>": loss, ...}``.
     """
 
-    input_keys = ("input[m][key]", "labels")
+    input_keys = ()
+    input_key_params = ("model_names", "key")
     output_keys = ("CELoss_<m>",)
 
     def __init__(self, model_names: List[str] = [], epsilon: Optional[float] = None,  # noqa: B006
@@ -100,7 +102,8 @@ class DistillationDMLLoss(PairDistillation):
     ``{"DMLLoss_<a>_<b>_<idx>": loss, ...}``.
     """
 
-    input_keys = ("input[a][key]", "input[b][key]", "labels [N, 2, C] (weight_ratio)")
+    input_keys = ()
+    input_key_params = ("model_name_pairs", "key")
     output_keys = ("DMLLoss_<a>_<b>_<idx>",)
     key_template = "{inner}_{a}_{b}_{idx}"
 
@@ -135,7 +138,8 @@ class DistillationDistanceLoss(PairDistillation):
     (the mode appears twice, as in PaddleClas: ``loss_l2_loss_l2_0``).
     """
 
-    input_keys = ("input[a][key]", "input[b][key]")
+    input_keys = ()
+    input_key_params = ("model_name_pairs", "key")
     output_keys = ("<name><mode>_loss_<mode>_<idx>",)
     key_template = "{name}{mode}_{inner}_{idx}"
 
@@ -176,7 +180,8 @@ class DistillationRKDLoss(nn.Layer):
     empty keep-keys, as in PaddleClas).
     """
 
-    input_keys = ("input[a][student_keepkeys[i]]", "input[b][teacher_keepkeys[i]]")
+    input_keys = ()
+    input_key_params = ("model_name_pairs", "student_keepkeys", "teacher_keepkeys")
     output_keys = ("loss_angle_<idx>_<a>_<b>", "loss_dist_<idx>_<a>_<b>")
 
     def __init__(self, target_size: Optional[int] = None,
@@ -224,7 +229,8 @@ class DistillationKLDivLoss(PairDistillation):
     Returns ``{"loss_kldiv_<a>_<b>": loss, ...}``.
     """
 
-    input_keys = ("input[a][key]", "input[b][key]")
+    input_keys = ()
+    input_key_params = ("model_name_pairs", "key")
     output_keys = ("loss_kldiv_<a>_<b>",)
     key_template = "{inner}_{a}_{b}"
 
@@ -250,7 +256,8 @@ class DistillationDKDLoss(PairDistillation):
     Reads the outputs and the labels. Returns ``{"<name>_<a>_<b>": loss, ...}``.
     """
 
-    input_keys = ("input[a][key]", "input[b][key]", "labels")
+    input_keys = ()
+    input_key_params = ("model_name_pairs", "key")
     output_keys = ("<name>_<a>_<b>",)
 
     def __init__(self, model_name_pairs: List[List[str]] = [], key: Optional[str] = None,  # noqa: B006
@@ -277,7 +284,8 @@ class DistillationWSLLoss(PairDistillation):
     Returns ``{"<name>_<a>_<b>": loss, ...}``.
     """
 
-    input_keys = ("input[a][key]", "input[b][key]", "labels")
+    input_keys = ()
+    input_key_params = ("model_name_pairs", "key")
     output_keys = ("<name>_<a>_<b>",)
 
     def __init__(self, model_name_pairs: List[List[str]] = [], key: Optional[str] = None,  # noqa: B006
@@ -302,7 +310,8 @@ class DistillationSKDLoss(PairDistillation):
     Returns ``{"<name>_<a>_<b>": loss, ...}``.
     """
 
-    input_keys = ("input[a][key]", "input[b][key]", "labels")
+    input_keys = ()
+    input_key_params = ("model_name_pairs", "key")
     output_keys = ("<name>_<a>_<b>",)
 
     def __init__(self, model_name_pairs: List[List[str]] = [], key: Optional[str] = None,  # noqa: B006
@@ -329,7 +338,8 @@ class DistillationMultiLabelLoss(ModelDistillation):
     Returns ``{"MultiLabelLoss_<m>": loss, ...}``.
     """
 
-    input_keys = ("input[m][key]", "labels [N, C] or [N, 2, C]")
+    input_keys = ()
+    input_key_params = ("model_names", "key")
     output_keys = ("MultiLabelLoss_<m>",)
 
     def __init__(self, model_names: List[str] = [], epsilon: Optional[float] = None,  # noqa: B006
@@ -356,7 +366,8 @@ class DistillationDISTLoss(PairDistillation):
     Returns ``{"<name>_<a>_<b>": loss, ...}``.
     """
 
-    input_keys = ("input[a][key]", "input[b][key]")
+    input_keys = ()
+    input_key_params = ("model_name_pairs", "key")
     output_keys = ("<name>_<a>_<b>",)
 
     def __init__(self, model_name_pairs: List[List[str]] = [], key: Optional[str] = None,  # noqa: B006
@@ -416,7 +427,8 @@ class DistillationPairLoss(nn.Layer):
     PaddleClas's eval namespace misses (AFDLoss) work (DS3).
     """
 
-    input_keys = ("input[a][s_key]", "input[b][t_key]")
+    input_keys = ()
+    input_key_params = ("model_name_pairs", "s_key", "t_key")
     output_keys = ("<name>_<idx>_<a>_<b>", "<name>_<idx>_<a>_<b>_<inner key>")
 
     def __init__(self, base_loss_name: str, model_name_pairs: List[List[str]] = [],  # noqa: B006

@@ -8,7 +8,7 @@ from golden import assert_close, cases
 # our registered name for each PML class
 OUR_NAME = {
     "TripletMarginLoss": "PMLTripletMarginLoss", "ContrastiveLoss": "PMLContrastiveLoss",
-    "SupConLoss": "PMLSupConLoss",
+    "SupConLoss": "PMLSupConLoss", "NPairsLoss": "PMLNPairsLoss",
 }
 # loss parameters that hold parameters (golden init__<name>)
 PARAMS = ("W", "proxies")

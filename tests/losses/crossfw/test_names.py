@@ -3,7 +3,7 @@ import paddle_losses as pl
 
 CROSSFW = ["PMLTripletMarginLoss", "MinedTripletMarginLoss", "SquaredL2TripletLoss", "PMLContrastiveLoss",
            "MultiSimilarityLoss", "CircleLoss", "LiftedStructureLoss", "NTXentLoss", "PMLSupConLoss",
-           "NPairsLoss", "ArcFaceLoss", "CosFaceLoss", "SubCenterArcFaceLoss", "ProxyAnchorLoss"]
+           "PMLNPairsLoss", "ArcFaceLoss", "CosFaceLoss", "SubCenterArcFaceLoss", "ProxyAnchorLoss"]
 # PaddleClas names that PML also uses, or that are one letter away from ours
 PADDLECLAS = {"ContrastiveLoss", "SupConLoss", "NpairsLoss", "TripletLoss", "TripletLossV2", "CenterLoss",
               "ArcMargin", "CosMargin", "CircleMargin", "MSMLoss", "PairwiseCosface", "TriHardLoss"}
@@ -16,5 +16,11 @@ def test_all_crossfw_losses_are_registered_from_the_crossfw_package():
 
 def test_no_crossfw_name_is_a_paddleclas_name():
     assert not set(CROSSFW) & PADDLECLAS
-    assert pl.get_loss("NpairsLoss") is not pl.get_loss("NPairsLoss")
+    assert pl.get_loss("NpairsLoss") is not pl.get_loss("PMLNPairsLoss")
     assert pl.get_loss("ContrastiveLoss").__module__ != pl.get_loss("PMLContrastiveLoss").__module__
+
+
+def test_no_crossfw_name_differs_from_a_paddleclas_name_only_in_case():
+    # PaddleClas has NpairsLoss; PML's NPairsLoss would differ by one letter's case, so it takes the prefix.
+    lowered = {n.lower() for n in PADDLECLAS}
+    assert not [n for n in CROSSFW if n.lower() in lowered]

@@ -1,4 +1,4 @@
-"""NTXentLoss, PMLSupConLoss, NPairsLoss: float64 NumPy references, gradients, edge batches, validation."""
+"""NTXentLoss, PMLSupConLoss, PMLNPairsLoss: float64 NumPy references, gradients, edge batches, validation."""
 import numpy as np
 import paddle
 import pytest
@@ -7,12 +7,12 @@ import paddle_losses as pl
 from golden import tensor
 from gradcheck import assert_gradcheck
 from losses.crossfw import np_reference as R
-from paddle_losses.losses.crossfw.softmax import NPairsLoss, NTXentLoss, PMLSupConLoss
+from paddle_losses.losses.crossfw.softmax import PMLNPairsLoss, NTXentLoss, PMLSupConLoss
 
 LABELS = {"pk": [0, 0, 0, 1, 1, 1, 2, 2, 2], "unbalanced": [1, 0, 2, 0, 0, 1, 0, 2, 1, 0],
           "singleton": [0, 1, 0, 2, 1, 0, 1, 3]}
 CASES = [(NTXentLoss, {"temperature": 0.5}, lambda x, y: R.ntxent(x, y, 0.5)),
-         (PMLSupConLoss, {}, R.supcon), (NPairsLoss, {}, R.npairs)]
+         (PMLSupConLoss, {}, R.supcon), (PMLNPairsLoss, {}, R.npairs)]
 
 KEEP_ALIVE = []
 
@@ -34,14 +34,14 @@ def test_matches_numpy_float64(cls, kw, ref, kind):
 
 
 @pytest.mark.parametrize("cls,kw", [(NTXentLoss, {"temperature": 0.5}), (PMLSupConLoss, {"temperature": 0.5}),
-                                    (NPairsLoss, {})])
+                                    (PMLNPairsLoss, {})])
 def test_finite_difference_gradient(cls, kw):
     x, y = _data("unbalanced", 1, d=4)
     loss, labels = cls(**kw), paddle.to_tensor(y)
     assert_gradcheck(lambda t: _run(loss, t, labels), [x])
 
 
-@pytest.mark.parametrize("cls", [NTXentLoss, PMLSupConLoss, NPairsLoss])
+@pytest.mark.parametrize("cls", [NTXentLoss, PMLSupConLoss, PMLNPairsLoss])
 @pytest.mark.parametrize("labels", [[3, 3, 3, 3], [0, 1, 2, 3]])
 def test_batches_without_pairs_or_negatives_are_finite(cls, labels):
     x = tensor(np.random.default_rng(2).normal(size=(4, 3)), grad=True)
@@ -61,8 +61,8 @@ def test_npairs_takes_the_two_smallest_indices_of_each_label():
     # moving any sample other than the first two of its label must not change the loss
     x2 = x.copy()
     x2[8] += 5.0  # label 1: indices 0, 5, 8 -> 8 is unused
-    a = float(_run(NPairsLoss(), tensor(x), paddle.to_tensor(y)))
-    b = float(_run(NPairsLoss(), tensor(x2), paddle.to_tensor(y)))
+    a = float(_run(PMLNPairsLoss(), tensor(x), paddle.to_tensor(y)))
+    b = float(_run(PMLNPairsLoss(), tensor(x2), paddle.to_tensor(y)))
     assert a == pytest.approx(b, rel=1e-12)
 
 
@@ -74,7 +74,7 @@ def test_temperature_must_be_positive():
 
 
 def test_softmax_loss_runs_under_to_static():
-    loss = NPairsLoss()
+    loss = PMLNPairsLoss()
     x, y = _data("unbalanced", 4)
     xt, yt = tensor(x.astype("float32")), paddle.to_tensor(y)
 
@@ -90,7 +90,7 @@ def test_softmax_loss_runs_under_to_static():
                                rtol=1e-6)
 
 
-@pytest.mark.parametrize("cls", [NTXentLoss, PMLSupConLoss, NPairsLoss])
+@pytest.mark.parametrize("cls", [NTXentLoss, PMLSupConLoss, PMLNPairsLoss])
 def test_describable(cls):
     assert cls.output_keys == (cls.__name__,) and cls.input_keys and "Reads" in cls.__doc__
     assert pl.get_loss(cls.__name__) is cls

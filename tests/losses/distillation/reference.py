@@ -1,4 +1,4 @@
-"""Float64 NumPy references for the distillation base losses, written from other_losses.md §2-3."""
+"""Float64 NumPy references for the distillation base losses, written from PaddleClas's definitions."""
 import numpy as np
 
 

@@ -1,4 +1,4 @@
-"""Replay of the distillation golden cases in ``fixtures/other`` (layout: other_losses.md §10.2).
+"""Replay of the distillation golden cases in ``fixtures/other`` (layout: ``tests/golden.py``).
 
 Arguments are stored flattened as ``arg.<path>``; nested model-output dicts are rebuilt from the dotted
 path and a level whose keys are all digits becomes a list (AFD's per-stage values). Learnable parameters

@@ -25,15 +25,6 @@ def _status_kib(field):
     return int(match.group(1)) if match else None
 
 
-def memory_supported():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return _status_kib("VmHWM") is not None
-    except OSError:
-        return False
-
-
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 

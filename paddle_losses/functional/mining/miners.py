@@ -1,7 +1,7 @@
 """Miner objects that configs name: ``miner: {name: BatchHardMiner, ...}``.
 
 A miner is called as ``miner(embeddings [N, D], labels [N])`` and returns a selection from
-``functional.miners`` (``Triplets``, ``TripletWindow`` or ``Pairs``); ``selection.indices()`` gives
+:mod:`.selections` (``Triplets``, ``TripletWindow`` or ``Pairs``); ``selection.indices()`` gives
 pytorch-metric-learning's index tuple. Miners run without gradient and use their own distance
 (default ``LpDistance()``: L2 on normalised embeddings, or ``CosineSimilarity()`` for the
 multi-similarity miner), exactly as PML's.
@@ -20,23 +20,17 @@ from typing import Literal, Optional, Union
 
 import paddle
 
-from ._suggest import did_you_mean
-from .errors import ConfigError
-from .functional import miners as M
-from .functional.distances import build_distance
-from .validation import check_params
+from ...errors import ConfigError
+from ...registry import registry
+from ..distances import build_distance
+from . import selections as M
 
-_MINERS = {}
-
-
-def register_miner(cls):
-    """Class decorator: make ``cls`` available to :func:`build_miner` under its class name."""
-    _MINERS[cls.__name__] = cls
-    return cls
+register_miner = registry("miner").register
 
 
-def list_miners():
-    return sorted(_MINERS)
+def list_miners(pattern=None):
+    """Sorted names of the registered miners (fnmatch ``pattern``)."""
+    return registry("miner").names(pattern)
 
 
 class Miner:
@@ -143,18 +137,10 @@ def build_miner(spec, path="miner"):
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict) or "name" not in spec:
-        raise ConfigError(f"{path}: a miner must be a mapping with a 'name' (one of {list_miners()}), got {spec!r}")
-    name = spec["name"]
-    cls = _MINERS.get(name)
-    if cls is None:
-        raise ConfigError(f"{path}.name: unknown miner {name!r}.{did_you_mean(str(name), _MINERS)} "
-                          f"Expected one of {list_miners()}")
-    params = {k: v for k, v in spec.items() if k != "name"}
-    check_params(cls, params, f"{path}")
-    try:
-        return cls(**params)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{path}: a miner is a name or a mapping with a 'name' (one of "
+                          f"{', '.join(list_miners())}), got {spec!r}")
+    return registry("miner").build(spec["name"], {k: v for k, v in spec.items() if k != "name"}, path)
 
 
-__all__ = ["build_miner", "register_miner", "list_miners", "Miner"] + list(_MINERS)
+__all__ = ["build_miner", "register_miner", "list_miners", "Miner", "BatchHardMiner", "BatchAllMiner",
+           "TripletMarginMiner", "SemiHardMiner", "MultiSimilarityMiner"]

@@ -1,8 +1,7 @@
-"""PaddleClas's loss algorithms, re-implemented from the behavioural spec, for timing only.
+"""PaddleClas's loss algorithms, re-implemented for timing only.
 
-These are deliberately *not* optimised: each follows the algorithm the spec
-(``/work/shared/spec/metric_losses.md``) describes for the original code, with the same Paddle operations
-where they matter for speed and memory:
+These are deliberately *not* optimised: each follows the algorithm PaddleClas's own loss runs, with the
+same Paddle operations where they matter for speed and memory (docs/performance.md lists them):
 
 * ``RowPack`` mining: ``masked_select`` of a ``[B, B]`` matrix, ``reshape([B, -1])``, then ``paddle.max`` /
   ``paddle.min`` along the row (whose backward costs ``rows × length²`` on CPU);
@@ -12,9 +11,10 @@ where they matter for speed and memory:
 * ContrastiveLoss: a Python loop over query rows with two ``masked_select`` each;
 * CrossBatchMemory: slice assignment into ``[M, D]`` buffers and a host read of ``targets[-1]``.
 
+Two row normalisations occur, as in PaddleClas: ``N_plain(x) = x / ‖x‖`` and ``N_add(x) = x / (‖x‖ + 1e-12)``.
 Every callable takes ``(x, labels)`` with ``x`` float32 ``[B, D]`` and ``labels`` int64 ``[B]`` and returns a
-scalar tensor. They are used by the benchmark only; the tested, parity-checked losses live in
-``paddle_losses.losses``.
+scalar tensor. They serve the benchmark only; ``tests/tools/test_bench.py`` checks that each one computes
+the same value as the registered loss on a P×K batch, so the timings compare like with like.
 """
 import numpy as np
 import paddle
@@ -66,7 +66,7 @@ def _pairwise_diff_sq(x):
 
 
 class TripletAngularMarginRef:
-    """RowPack mining on cosine similarities (spec §1)."""
+    """RowPack mining on cosine similarities."""
 
     def __init__(self, margin=0.5, add_absolute=False, absolute_loss_weight=1.0, ap_value=0.9, an_value=0.5):
         self.margin, self.add_absolute = margin, add_absolute
@@ -87,7 +87,7 @@ class TripletAngularMarginRef:
 
 
 class TripletLossV2Ref:
-    """RowPack mining on Gram-Euclidean distances of N_add-normalised features (spec §4)."""
+    """RowPack mining on Gram-Euclidean distances of N_add-normalised features."""
 
     def __init__(self, margin=0.5):
         self.margin = margin
@@ -101,7 +101,7 @@ class TripletLossV2Ref:
 
 
 class TripletLossRef:
-    """Per-entry Python double loop with the builtin max/min (spec §3)."""
+    """Per-entry Python double loop with the builtin max/min."""
 
     def __init__(self, margin=1.0):
         self.margin = margin
@@ -134,7 +134,7 @@ class _GroupedRef:
 
 
 class TriHardRef(_GroupedRef):
-    """Batch-hard on explicit squared differences of N_plain features (spec §5)."""
+    """Batch-hard on explicit squared differences of N_plain features."""
 
     def __init__(self, batch_size, samples_each_class, margin=0.1):
         super().__init__(batch_size, samples_each_class)
@@ -147,7 +147,7 @@ class TriHardRef(_GroupedRef):
 
 
 class MSMRef(_GroupedRef):
-    """Batch-global hardest positive and negative (spec §6): ``paddle.max`` over the whole block."""
+    """Batch-global hardest positive and negative: ``paddle.max`` over the whole block."""
 
     def __init__(self, batch_size, samples_each_class, margin=0.1):
         super().__init__(batch_size, samples_each_class)
@@ -159,7 +159,7 @@ class MSMRef(_GroupedRef):
 
 
 class EmlRef(_GroupedRef):
-    """Easy-positive / log-ratio loss on raw squared differences (spec §7)."""
+    """Easy-positive / log-ratio loss on raw squared differences."""
 
     thresh, beta = 20.0, 100000.0
 
@@ -184,7 +184,7 @@ class EmlRef(_GroupedRef):
 
 
 class NpairsRef:
-    """Even rows anchors, odd rows positives, CE over the anchor·positive logits (spec §8)."""
+    """Even rows anchors, odd rows positives, CE over the anchor·positive logits."""
 
     def __init__(self, reg_lambda=0.01):
         self.reg_lambda = reg_lambda
@@ -198,7 +198,7 @@ class NpairsRef:
 
 
 class CenterRef:
-    """addmm distances to all centers, label mask, clip after masking (spec §9)."""
+    """addmm distances to all centers, label mask, clip after masking."""
 
     def __init__(self, num_classes, feat_dim):
         self.centers = paddle.create_parameter([num_classes, feat_dim], "float32",
@@ -219,7 +219,7 @@ class CenterRef:
 
 
 def contrastive_core(q, yq, k, yk, margin, epsilon):
-    """The per-query Python loop of ContrastiveLoss (spec §10), with ``[N]`` labels."""
+    """The per-query Python loop of ContrastiveLoss (two ``masked_select`` per row), with ``[N]`` labels."""
     sim = paddle.matmul(q, k, transpose_y=True)
     total = []
     for i in range(q.shape[0]):
@@ -316,7 +316,7 @@ class ContrastiveXBMRef(_XBMRef):
 
 
 class SupConRef:
-    """SupCon over views laid out as consecutive groups (spec §12), ``contrast_mode='all'``."""
+    """SupCon over views laid out as consecutive groups, ``contrast_mode='all'``."""
 
     def __init__(self, views, temperature=0.07, base_temperature=0.07):
         self.views, self.t, self.t_base = views, temperature, base_temperature
@@ -339,7 +339,7 @@ class SupConRef:
 
 
 class PairwiseCosfaceRef:
-    """Softplus of positive and negative logsumexps with the −99999999 mask constant (spec §14)."""
+    """Softplus of positive and negative logsumexps with the −99999999 mask constant."""
 
     def __init__(self, margin=0.35, gamma=64.0):
         self.margin, self.gamma = margin, gamma
@@ -357,7 +357,7 @@ class PairwiseCosfaceRef:
 
 
 class _HeadRef:
-    """Column-normalised ``[D, C]`` weight, cosine logits, hard CE on top (spec §15)."""
+    """Column-normalised ``[D, C]`` weight, cosine logits, hard CE on top."""
 
     def __init__(self, embedding_size, class_num):
         self.weight = paddle.create_parameter([embedding_size, class_num], "float32",

@@ -149,68 +149,135 @@ def growth(rows, case, key):
     return loglog_slope(b0, t0, b1, t1), b0, b1
 
 
-def by_dimension_table(rows_by_threads, cases):
-    """Worst ours/floor over B ≥ 256 for each D and thread setting (XBM: at the largest M)."""
+LARGE_B = 256  # the batch size from which the floor target applies
+
+
+def large_batch(rows_by_threads):
+    """``LARGE_B``, or the largest measured batch size when the grid stops below it (a --quick run)."""
+    sizes = [r["B"] for rows in rows_by_threads.values() for r in rows
+             if r.get("ours_s") is not None and not r.get("miner")]
+    if not sizes:
+        return None
+    return LARGE_B if max(sizes) >= LARGE_B else max(sizes)
+
+
+def by_dimension_table(rows_by_threads, cases, min_batch=LARGE_B):
+    """Worst ours/floor over B ≥ ``min_batch`` for each D and thread setting (XBM: at the largest M);
+    an empty string when no case has such a row."""
     threads = sorted(rows_by_threads)
     dims = sorted({r["D"] for rows in rows_by_threads.values() for r in rows if r.get("D")})
     cols = [(t, d) for t in threads for d in dims]
-    out = ["| loss | " + " | ".join(f"{t}t, D={d}" for t, d in cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    body = []
     for case in cases:
         cells, seen = [], False
         for t, d in cols:
             measured = _measured(rows_by_threads[t], case.label)
             big_m = max((r["M"] for r in measured), default=0)
-            hits = [r for r in measured if r["D"] == d and r["B"] >= 256 and r.get("floor_s")
+            hits = [r for r in measured if r["D"] == d and r["B"] >= min_batch and r.get("floor_s")
                     and (case.floor != "memory" or r["M"] == big_m)]
             v, row = _worst(hits, lambda r: r["ours_s"] / r["floor_s"])
             seen = seen or v is not None
             cells.append("n/a" if v is None else f"{_ratio(v)} (B={row['B']})")
         if seen:
-            out.append(f"| {case.label} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
+            body.append(f"| {case.label} | " + " | ".join(cells) + " |")
+    if not body:
+        return ""
+    head = ["| loss | " + " | ".join(f"{t}t, D={d}" for t, d in cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    return "\n".join(head + body)
+
+
+_NO_VALUE = ("n/a", "—")
+
+
+def _summary_columns(rows_by_threads):
+    """``(header, target tag or None, cell(case) -> text)`` for every column of the summary."""
+    threads = sorted(rows_by_threads)
+    first = rows_by_threads[threads[0]]
+
+    def floor_cell(rows):
+        def cell(case):
+            if FLOOR_2X not in case.targets:
+                return "—"
+            v, row = floor_target(rows, case.label)
+            return _verdict(v, lambda x: x <= 2.0, row)
+        return cell
+
+    def ref_cell(rows):
+        def cell(case):
+            if REF_10X not in case.targets:
+                return "—"
+            v, row = ref_target(rows, case.label)
+            est = row is not None and row.get("ref_status") == "skipped"
+            bound = row["ref_s"] / row["floor_s"] if row is not None and row.get("floor_s") else None
+            return _verdict(v, lambda x: x >= 10.0, row, est, bound=bound)
+        return cell
+
+    def xbm_cell(rows):
+        def cell(case):
+            if XBM_2X not in case.targets:
+                return "—"
+            v, row = xbm_target(rows, case.label)
+            return _verdict(v, lambda x: x <= 2.0, row)
+        return cell
+
+    def memory_cell(case):
+        mem = memory_target(first, case.label)
+        if MEM_8X in case.targets:
+            return _verdict(mem, lambda x: x < 8.0)
+        return _ratio(mem) if mem else "—"
+
+    def growth_cell(case):
+        g_ours, g_floor = growth(first, case.label, "ours_s"), growth(first, case.label, "floor_s")
+        if not (g_ours and g_floor):
+            return "n/a"
+        return f"{g_ours[0]:.2f} / {g_floor[0]:.2f} (B {g_ours[1]}→{g_ours[2]})"
+
+    cols = [(f"≤2× floor, B≥256 ({t}t)", FLOOR_2X, floor_cell(rows_by_threads[t])) for t in threads]
+    cols += [(f"≥10× PaddleClas alg., B=1024 ({t}t)", REF_10X, ref_cell(rows_by_threads[t])) for t in threads]
+    cols += [(f"XBM ≤2× B×M floor ({t}t)", XBM_2X, xbm_cell(rows_by_threads[t])) for t in threads]
+    cols += [("peak ÷ main matrix < 8 (B=4096, D=512)", MEM_8X, memory_cell),
+             ("growth exponent ours / floor (largest D)", None, growth_cell)]
+    return cols
 
 
 def summary_table(rows_by_threads, cases):
-    threads = sorted(rows_by_threads)
-    head = ["loss"]
-    head += [f"≤2× floor, B≥256 ({t}t)" for t in threads]
-    head += [f"≥10× PaddleClas alg., B=1024 ({t}t)" for t in threads]
-    head += [f"XBM ≤2× B×M floor ({t}t)" for t in threads]
-    head += ["peak ÷ main matrix < 8 (B=4096, D=512)", "growth exponent ours / floor (largest D)"]
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    first = rows_by_threads[threads[0]]
-    for case in cases:
-        if not _measured(first, case.label) and not any(_measured(rows_by_threads[t], case.label) for t in threads):
-            continue
-        cells = [case.label]
-        for t in threads:
-            v, row = floor_target(rows_by_threads[t], case.label)
-            cells.append(_verdict(v, lambda x: x <= 2.0, row) if FLOOR_2X in case.targets else "—")
-        for t in threads:
-            v, row = ref_target(rows_by_threads[t], case.label)
-            est = row is not None and row.get("ref_status") == "skipped"
-            bound = row["ref_s"] / row["floor_s"] if row is not None and row.get("floor_s") else None
-            cells.append(_verdict(v, lambda x: x >= 10.0, row, est, bound=bound) if REF_10X in case.targets else "—")
-        for t in threads:
-            v, row = xbm_target(rows_by_threads[t], case.label)
-            cells.append(_verdict(v, lambda x: x <= 2.0, row) if XBM_2X in case.targets else "—")
-        mem = memory_target(first, case.label)
-        cells.append(_verdict(mem, lambda x: x < 8.0) if MEM_8X in case.targets else _ratio(mem) if mem else "—")
-        g_ours, g_floor = growth(first, case.label, "ours_s"), growth(first, case.label, "floor_s")
-        cells.append(f"{g_ours[0]:.2f} / {g_floor[0]:.2f} (B {g_ours[1]}→{g_ours[2]})"
-                     if g_ours and g_floor else "n/a")
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+    """The target verdicts per loss; columns without a single value in this grid are left out.
+
+    Returns ``(markdown or "", target tags that no column could evaluate)``.
+    """
+    shown = [case for case in cases
+             if any(_measured(rows, case.label) for rows in rows_by_threads.values())]
+    columns = []
+    for header, tag, cell in _summary_columns(rows_by_threads):
+        cells = [cell(case) for case in shown]
+        if any(c not in _NO_VALUE for c in cells):
+            columns.append((header, tag, cells))
+    evaluated = {tag for _, tag, _ in columns}
+    missing = [tag for tag in TARGETS if tag not in evaluated]
+    if not columns:
+        return "", missing
+    out = ["| loss | " + " | ".join(h for h, _, _ in columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    for i, case in enumerate(shown):
+        out.append(f"| {case.label} | " + " | ".join(cells[i] for _, _, cells in columns) + " |")
+    return "\n".join(out), missing
 
 
 def render(rows_by_threads, cases, header=""):
     parts = [header] if header else []
-    parts.append("## Targets\n\n" + "\n".join(f"* `{k}`: {v}" for k, v in TARGETS.items()))
-    parts.append("## Summary (✓ met, ✗ missed, ≈ from an estimated PaddleClas time; each cell is the worst "
-                 "configuration, named in brackets)\n\n"
-                 + summary_table(rows_by_threads, cases))
-    parts.append("## Ours ÷ floor by feature size (worst over B ≥ 256; XBM at the largest M)\n\n"
-                 + by_dimension_table(rows_by_threads, cases))
+    summary, missing = summary_table(rows_by_threads, cases)
+    targets = [f"* `{k}`: {v}" + (" (not evaluated: this grid has no such shape)" if k in missing else "")
+               for k, v in TARGETS.items()]
+    parts.append("## Targets\n\n" + "\n".join(targets))
+    if summary:
+        legend = ("" if len(missing) == len(TARGETS) else
+                  " (✓ met, ✗ missed, ≈ from an estimated PaddleClas time; each cell is the worst configuration, "
+                  "named in brackets)")
+        parts.append(f"## Summary{legend}\n\n" + summary)
+    min_batch = large_batch(rows_by_threads)
+    by_dim = by_dimension_table(rows_by_threads, cases, min_batch) if min_batch else ""
+    if by_dim:
+        parts.append(f"## Ours ÷ floor by feature size (worst over B ≥ {min_batch}; XBM at the largest M)\n\n"
+                     + by_dim)
     for t in sorted(rows_by_threads):
         rows = rows_by_threads[t]
         meta = next((r for r in rows if r.get("case") == "__meta__"), {})

@@ -1,7 +1,8 @@
 """One benchmark process: runs the grid under the thread setting fixed at its start and writes JSON rows.
 
-Run by :mod:`paddle_losses.bench.cli` as ``python -m paddle_losses.bench.worker CONFIG_JSON OUT_JSONL`` with
-``OMP_NUM_THREADS`` set in its environment (Paddle reads it only when it is imported).
+Started by :func:`benchmarks.cli.run_worker` in a fresh interpreter that puts the repository root first on
+``sys.path`` and calls :func:`main` with ``[CONFIG_JSON, OUT_JSONL]``, with ``OMP_NUM_THREADS`` set in its
+environment (Paddle reads it only when it is imported).
 """
 import fnmatch
 import gc
@@ -118,7 +119,7 @@ def ref_step(case, s):
 
 
 def miner_step(spec, s):
-    from paddle_losses.miners import build_miner
+    from paddle_losses.functional.mining import build_miner
     miner = build_miner(dict(spec))
     x, labels = _features(s, 3), C.labels_for(s).reshape([-1])
     x.stop_gradient = True
@@ -157,8 +158,11 @@ class Worker:
         self.log(row)
 
     def log(self, row):
-        bits = [f"[{self.threads}t]", row.get("case", ""), f"B={row.get('B')}", f"D={row.get('D')}",
-                f"M={row.get('M')}"]
+        if row.get("case") == "__meta__":
+            print(f"[{self.threads}t] done in {row['seconds']:.0f} s", file=sys.stderr, flush=True)
+            return
+        bits = [f"[{self.threads}t]", row.get("case", "")]
+        bits += [f"{key}={row[key]}" for key in ("B", "D", "M") if row.get(key) is not None]
         for key in ("ours_s", "floor_s", "ref_s"):
             if row.get(key) is not None:
                 bits.append(f"{key}={row[key]:.4g}")
@@ -200,7 +204,7 @@ class Worker:
         if self.cfg.get("extras", True):
             cases += C.extra_cases(pl.list_losses, pl.get_loss)
         if self.cfg.get("miners", True):
-            importlib.import_module("paddle_losses.miners")  # imported before the freeze below
+            importlib.import_module("paddle_losses.functional.mining")  # imported before the freeze below
         gc.freeze()  # a full collection then scans only objects created by the benchmark (~ms, not ~0.1 s)
         self.calib = calibrate_quadratic_reductions()
         for case in cases:
@@ -256,7 +260,7 @@ class Worker:
 
     def run_miners(self):
         try:
-            from paddle_losses.miners import list_miners
+            from paddle_losses.functional.mining import list_miners
             available = set(list_miners())
         except ImportError:
             return
@@ -285,7 +289,3 @@ def main(argv=None):
     cfg = json.loads(argv[0])
     with open(argv[1], "w") as out:
         Worker(cfg, out).run()
-
-
-if __name__ == "__main__":
-    main()
