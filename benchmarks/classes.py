@@ -1,9 +1,8 @@
-#!/usr/bin/env python
 """Class-count grid: CELoss over the FC and margin heads, and CELoss alone, at 1k to 193k classes.
 
-    python tools/bench_classes.py                 # B in {64, 256}, D = 512, C in {1000, 16384, 65536, 192612}
-    python tools/bench_classes.py --quick         # B = 16, D = 64, C in {1000, 16384}: a smoke run
-    python tools/bench_classes.py --batch-sizes 64 --classes 65536 --heads FC ArcMargin --labels eps
+    python tools/bench.py --classes               # B in {64, 256}, D = 512, C in {1000, 16384, 65536, 192612}
+    python tools/bench.py --classes --quick       # B = 16, D = 64, C in {1000, 16384}: a smoke run
+    python tools/bench.py --classes --batch-sizes 64 --class-counts 65536 --heads FC,ArcMargin --labels eps
 
 Every case runs in a fresh worker process (one thread, ``OMP_NUM_THREADS=1``), so that its peak memory is
 that of a first call in a process holding nothing but the inputs and parameters. Per case:
@@ -27,7 +26,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 HEADS = ("FC", "ArcMargin", "CosMargin", "CircleMargin", "AdaMargin")
 HEAD_ARGS = {"ArcMargin": {"margin": 0.5, "scale": 80.0}, "CosMargin": {"margin": 0.35, "scale": 64.0},
@@ -37,10 +35,7 @@ LABELS = {"hard": None, "eps": 0.1}
 
 def _peak_bytes(fn):
     """Resident-set growth during ``fn()`` (Linux ``VmHWM`` after a ``clear_refs`` reset), or None."""
-    try:
-        from benchmarks.measure import peak_bytes  # the benchmark package's home after its move
-    except ImportError:
-        from paddle_losses.bench.measure import peak_bytes
+    from benchmarks.measure import peak_bytes
     return peak_bytes(fn)[1]
 
 
@@ -124,7 +119,7 @@ def run_case(case):
 
 def cases(args):
     for b in args.batch_sizes:
-        for c in args.classes:
+        for c in args.class_counts:
             for lab in args.labels:
                 for head in args.heads:
                     yield {"kind": "head", "head": head, "B": b, "D": args.dim, "C": c, "labels": lab,
@@ -140,13 +135,29 @@ def _fmt(v, digits=3):
     return f"{v:,.{digits}g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
+def _ints(text):
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _names(allowed):
+    def parse(text):
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {', '.join(allowed)}")
+        return names
+    return parse
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
-    p.add_argument("--classes", type=int, nargs="+", default=[1000, 16384, 65536, 192612])
+    p = argparse.ArgumentParser(prog="tools/bench.py --classes", description=__doc__.split("\n")[0])
+    p.add_argument("--batch-sizes", type=_ints, default=[64, 256], help="comma list, default 64,256")
+    p.add_argument("--class-counts", type=_ints, default=[1000, 16384, 65536, 192612],
+                   help="comma list, default 1000,16384,65536,192612")
     p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
-    p.add_argument("--labels", nargs="+", default=list(LABELS), choices=list(LABELS))
+    p.add_argument("--heads", type=_names(HEADS), default=list(HEADS), help="comma list, default all five")
+    p.add_argument("--labels", type=_names(tuple(LABELS)), default=list(LABELS),
+                   help="comma list of hard, eps (epsilon = 0.1); default both")
     p.add_argument("--no-alone", action="store_true", help="skip the CELoss-alone rows")
     p.add_argument("--reps", type=int, default=3, help="timed repeats per case after the first call")
     p.add_argument("--threads", type=int, default=1)
@@ -158,7 +169,7 @@ def main(argv=None):
         print(json.dumps(run_case(json.loads(args.worker))))
         return 0
     if args.quick:
-        args.batch_sizes, args.dim, args.classes, args.reps = [16], 64, [1000, 16384], 1
+        args.batch_sizes, args.dim, args.class_counts, args.reps = [16], 64, [1000, 16384], 1
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=ROOT + os.pathsep
                + os.environ.get("PYTHONPATH", ""))
     print(f"threads={args.threads}, load average {os.getloadavg()[0]:.2f} at start\n")
@@ -186,5 +197,6 @@ def main(argv=None):
     return 1 if failures else 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the worker processes run this file
+    sys.path.insert(0, ROOT)
     sys.exit(main())
