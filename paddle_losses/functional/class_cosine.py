@@ -52,8 +52,8 @@ class _ColumnNormalizedMatmul(PyLayer):
         if not need_w:
             return grad_x, None
         grad_w = paddle.matmul(xn, g, transpose_x=True)
-        coef = None  # Σ_i G_ic·cos_ic, a block of rows at a time (no [N, C] temporary)
-        for start, stop in _row_blocks(grad.shape[0], 8):
+        coef = None  # Σ_i G_ic·cos_ic, an eighth of the rows at a time (no [N, C] temporary, at most 8 steps)
+        for start, stop in _row_blocks(grad.shape[0], max(1, -(-grad.shape[0] // 8))):
             part = (grad[start:stop] * cos[start:stop]).sum(axis=0, keepdim=True)
             coef = part if coef is None else inplace(coef, "add", part)
         coef = inplace(coef, "multiply", paddle.square(r))
