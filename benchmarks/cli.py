@@ -49,6 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--json", help="also write the raw rows (JSON lines) to this file")
     p.add_argument("--from-json", metavar="FILE", help="render the report from rows saved with --json")
     p.add_argument("--traceback", action="store_true", help="print tracebacks of failing losses")
+    p.add_argument("--classes", action="store_true",
+                   help="instead of the grid: CELoss over FC and the margin heads at 1k-193k classes "
+                        "(benchmarks/classes.py; its options: tools/bench.py --classes --help)")
     p.add_argument("--profile", metavar="LOSS", action="append",
                    help="instead of the grid: top Paddle operators of LOSS at the first --batch-sizes/--dims "
                         "(in this process, threads from OMP_NUM_THREADS)")
@@ -112,6 +115,10 @@ def load_rows(path):
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--classes" in argv:  # the class-count grid has its own options (benchmarks/classes.py)
+        from .classes import main as classes_main
+        return classes_main([a for a in argv if a != "--classes"])
     args = parse_args(argv)
     cfg = config_from(args)
     if args.profile:

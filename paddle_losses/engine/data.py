@@ -219,6 +219,34 @@ class DigitsDataset(paddle.io.Dataset):
         return np.ascontiguousarray(img), self.labels[idx]
 
 
+@registry("dataset").register
+class SyntheticClassesDataset(paddle.io.Dataset):
+    """Random ``[1, 8, 8]`` images over ``class_num`` classes: times training steps at large class counts.
+
+    Sample ``i`` has label ``i // samples_per_class`` (so ``samples_per_class`` consecutive samples per class,
+    every class ``0 .. class_num − 1`` present) and an image of uniform [0, 1) values drawn from a generator
+    seeded by ``(seed, i)``: nothing is stored but the labels, and the data are the same in every run. There
+    is nothing to learn; use it to measure step time and memory (configs/demo/large_class_synthetic.yaml),
+    not accuracy. ``class_num`` defaults to the head's; ``transform_ops`` are not used.
+    """
+
+    def __init__(self, class_num, samples_per_class=2, seed=0, transform_ops=None, **unused):
+        super().__init__()
+        if int(class_num) < 1 or int(samples_per_class) < 1:
+            raise ConfigError(f"SyntheticClassesDataset: class_num and samples_per_class must be positive, got "
+                              f"{class_num!r} and {samples_per_class!r}")
+        self.seed = int(seed)
+        self.labels = np.repeat(np.arange(int(class_num), dtype=np.int64), int(samples_per_class))
+        self.cameras = None
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, idx):
+        image = np.random.default_rng((self.seed, int(idx))).random((1, 8, 8), dtype=np.float32)
+        return image, self.labels[idx]
+
+
 class SynchronousLoader:
     """The ``num_workers: 0`` loader: batches are read and collated in the calling thread.
 

@@ -21,6 +21,7 @@ import paddle.nn as nn
 from paddle.autograd import PyLayer
 
 from ..errors import InputError
+from ..functional.class_cosine import column_normalized_matmul
 from ..functional.inplace import inplace
 from ..functional.normalize import l2_normalize
 from ..inputs import check_features, check_labels
@@ -32,7 +33,8 @@ def class_cosine(x, weight):
     """``cos_ij = (x_i/||x_i||) · (w_j/||w_j||)`` for ``x [N, D]`` and a weight ``[D, C]`` (columns are classes)."""
     if weight.dtype != x.dtype:
         weight = weight.astype(x.dtype)
-    return paddle.matmul(l2_normalize(x, "plain", axis=1), l2_normalize(weight, "plain", axis=0))
+    # The weight's columns are normalised inside the product: no [D, C] temporary (functional.class_cosine).
+    return column_normalized_matmul(l2_normalize(x, "plain", axis=1), weight)
 
 
 def _check_embeddings(head, x):

@@ -9,6 +9,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..errors import InputError
+from ..functional.softmax_ce import smoothed_cross_entropy, soft_cross_entropy
 from ..inputs import check_features, check_finite, check_labels, pick
 from ..registry import register_loss
 
@@ -42,8 +43,11 @@ def _is_soft_label(label, n, num_classes):
 
 
 def soft_cross_entropy_rows(logits, target):
-    """``ℓ_i = −Σ_c target_ic · log_softmax(logits)_ic``, shape ``[N]`` (gradient reaches both inputs)."""
-    return -(target * F.log_softmax(logits, axis=-1)).sum(axis=-1)
+    """``ℓ_i = −Σ_c target_ic · log_softmax(logits)_ic``, shape ``[N]`` (gradient reaches both inputs).
+
+    Linear in C (:mod:`paddle_losses.functional.softmax_ce`; Paddle's CPU ``F.log_softmax`` is quadratic).
+    """
+    return soft_cross_entropy(logits, target, axis=-1)
 
 
 @register_loss
@@ -115,9 +119,8 @@ class CELoss(nn.Layer):
         ids = check_labels(label, n, name)
         if self.epsilon is not None:
             check_class_ids(ids, num_classes, name, allow_ignore=False)
-            onehot = F.one_hot(ids, num_classes).astype(x.dtype)
-            target = (1.0 - self.epsilon) * onehot + self.epsilon / num_classes
-            return {"CELoss": self._reduce_rows(soft_cross_entropy_rows(x, target))}
+            # The smoothed one-hot target is never built: O(C) per row, one [N, C] tensor kept.
+            return {"CELoss": self._reduce_rows(smoothed_cross_entropy(x, ids, self.epsilon))}
         check_class_ids(ids, num_classes, name, allow_ignore=True)
         loss = F.cross_entropy(x, ids, reduction=self.reduction)
         if self.reduction == "none" and column:

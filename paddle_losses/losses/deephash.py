@@ -11,6 +11,7 @@ import paddle.nn.functional as F
 
 from ..errors import InputError
 from ..functional.pairwise import dot_similarity, squared_euclidean
+from ..functional.softmax_ce import log_softmax
 from ..inputs import check_features, check_finite, check_labels, pick
 from ..registry import register_loss
 from .ce import check_class_ids
@@ -100,7 +101,7 @@ class DSHSDLoss(nn.Layer):
         if self.multi_label:
             cls = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
         else:
-            cls = -y * F.log_softmax(logits, axis=1)
+            cls = -y * log_softmax(logits, axis=1)
         return {"dshsdloss": cls.sum(axis=1).mean() + self.alpha * hash_loss}
 
 

@@ -121,3 +121,20 @@ def test_image_ops_shapes(tmp_path):
 def test_unknown_transform_suggests_a_name():
     with pytest.raises(ConfigError, match="ResizeImage"):
         build_transforms([{"ResizeImg": {"size": 3}}])
+
+
+def test_synthetic_classes_dataset_covers_every_class_with_seeded_images():
+    from paddle_losses.engine.data import SyntheticClassesDataset
+    ds = SyntheticClassesDataset(class_num=5, samples_per_class=3, seed=1)
+    assert len(ds) == 15 and ds.labels.tolist() == [c for c in range(5) for _ in range(3)]
+    image, label = ds[7]
+    assert image.shape == (1, 8, 8) and image.dtype == np.float32 and label == 2
+    np.testing.assert_array_equal(image, SyntheticClassesDataset(5, 3, seed=1)[7][0])
+    assert not np.array_equal(image, SyntheticClassesDataset(5, 3, seed=2)[7][0])
+
+
+def test_synthetic_classes_dataset_takes_the_heads_class_num_and_rejects_nonsense():
+    ds = build_dataset({"name": "SyntheticClassesDataset"}, "DataLoader.Train.dataset", class_num=4)
+    assert sorted(set(ds.labels.tolist())) == [0, 1, 2, 3]
+    with pytest.raises(ConfigError, match="class_num and samples_per_class must be positive"):
+        build_dataset({"name": "SyntheticClassesDataset", "samples_per_class": 0}, "p", class_num=4)

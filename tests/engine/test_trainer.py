@@ -291,3 +291,15 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_do_without_warnings(tm
     assert not [w for w in caught if "unused values" in str(w.message)]
     after = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name in before}
     assert after == before  # no checkpoint rewritten
+
+
+def test_large_class_demo_config_trains_and_logs_step_times(tmp_path, capsys):
+    # configs/demo/large_class_synthetic.yaml at a test-sized class count (the demo itself uses 192,612)
+    demo = QUICK_START_DIR.parent / "demo" / "large_class_synthetic.yaml"
+    engine = build_engine(demo, [f"Global.output_dir={tmp_path}", "Arch.Head.class_num=300",
+                                 "Global.iter_per_epoch=2", "Global.progress_bar=False"])
+    assert engine.class_num == 300
+    result = engine.train()
+    out = capsys.readouterr().out
+    assert len(re.findall(r"\[Iter: \d/2\].*CELoss: [\d.]+, TripletAngularMarginLoss: [\d.]+, .*batch_cost", out)) == 2
+    assert np.isfinite(result["history"]["loss"][-1])

@@ -213,9 +213,15 @@ def test_googlenet_rejects_label_smoothing():
     (paddle.zeros([6, 4]), paddle.zeros([6, 3]), r"soft label and must have shape \[N, C\]"),
     (paddle.zeros([6, 4]), paddle.full([6], 4, "int64"), "outside 0..3"),
 ])
-def test_bad_input_raises_input_error(logits, label, match):
+@pytest.mark.parametrize("epsilon", [None, 0.1])
+def test_bad_input_raises_input_error(logits, label, match, epsilon):
     with pytest.raises(InputError, match=match):
-        CELoss()(logits, label)
+        CELoss(epsilon=epsilon)(logits, label)
+
+
+def test_class_ids_beyond_the_class_axis_name_both_sizes_with_smoothing():
+    with pytest.raises(InputError, match=r"outside 0\.\.3: \[7\] \(logits have 4 classes\)"):
+        CELoss(epsilon=0.1)(paddle.zeros([2, 4]), paddle.full([2], 7, "int64"))
 
 
 def test_missing_logits_key_lists_present_keys():

@@ -14,6 +14,7 @@ from ...errors import InputError
 from ...functional.distill import (kl_to_teacher, pearson_rows, soft_cross_entropy,
                                    target_onehot)
 from ...functional.multilabel import ratio2weight
+from ...functional.softmax_ce import log_softmax
 from ...inputs import check_finite, is_tensor
 from ...registry import register_loss
 from .checks import check_pair, optional_labels
@@ -114,7 +115,7 @@ class KLDivLoss(nn.Layer):
 
     def forward(self, y_s, y_t):
         check_pair(y_s, y_t, type(self).__name__)
-        log_s = F.log_softmax(y_s / self.T, axis=1)
+        log_s = log_softmax(y_s / self.T, axis=1)
         p_t = F.softmax(y_t / self.T, axis=1)
         return {"loss_kldiv": kl_to_teacher(log_s, p_t) * self.T ** 2 / y_s.shape[0]}
 
@@ -166,7 +167,7 @@ class DKDLoss(nn.Layer):
 
         tckd = kl_to_teacher(paddle.log(split(p_s)), split(p_t)) * T ** 2 / n
         q_t = F.softmax(t - 1000.0 * g, axis=1)
-        log_q_s = F.log_softmax(s - 1000.0 * g, axis=1)
+        log_q_s = log_softmax(s - 1000.0 * g, axis=1)
         nckd = kl_to_teacher(log_q_s, q_t) * T ** 2 / n
         return self.alpha * tckd + self.beta * nckd
 
@@ -204,12 +205,12 @@ class WSLLoss(nn.Layer):
         target = optional_labels(target, n, c, owner)
         y = target_onehot(target, logits_teacher, c, self.use_target_as_gt)
         with paddle.no_grad():
-            ce_s = soft_cross_entropy(y, F.log_softmax(logits_student.detach(), axis=-1))
-            ce_t = soft_cross_entropy(y, F.log_softmax(logits_teacher.detach(), axis=-1))
+            ce_s = soft_cross_entropy(y, log_softmax(logits_student.detach(), axis=-1))
+            ce_t = soft_cross_entropy(y, log_softmax(logits_teacher.detach(), axis=-1))
             weight = 1 - paddle.exp(-F.relu(ce_s / (ce_t + 1e-7)))
         T = self.temperature
         kd = soft_cross_entropy(F.softmax(logits_teacher / T, axis=-1),
-                                F.log_softmax(logits_student / T, axis=-1))
+                                log_softmax(logits_student / T, axis=-1))
         return T ** 2 * (kd * weight).mean()
 
 
@@ -255,8 +256,8 @@ class SKDLoss(nn.Layer):
         s = F.layer_norm(logits_student, logits_student.shape[1:], epsilon=1e-7) * self.multiplier
         t = F.layer_norm(logits_teacher, logits_teacher.shape[1:], epsilon=1e-7) * self.multiplier
         T = self.temperature
-        kd = T ** 2 * soft_cross_entropy(F.softmax(t / T, axis=-1), F.log_softmax(s / T, axis=-1)).mean()
-        ce = soft_cross_entropy(y, F.log_softmax(s, axis=-1)).mean()
+        kd = T ** 2 * soft_cross_entropy(F.softmax(t / T, axis=-1), log_softmax(s / T, axis=-1)).mean()
+        ce = soft_cross_entropy(y, log_softmax(s, axis=-1)).mean()
         return self.alpha * kd + (1 - self.alpha) * ce
 
 
