@@ -323,10 +323,15 @@ class Engine:
             images = batch[0]
             labels = batch[1].reshape([batch[0].shape[0], -1]).astype("int64")
             out = self.model_dp(images, labels) if self.is_rec else self.model_dp(images)
-            loss_in, loss_labels = dist_utils.gather_batch(out, labels) if gather else (out, labels)
-            loss_dict = self.loss_dp(loss_in, loss_labels)
-            scale = (self.world if gather else 1) / self.update_freq
-            (loss_dict["loss"] * scale).backward()
+            if gather:
+                # the gather's backward scales by the world size (paddle_losses.distributed)
+                loss_in, loss_labels = dist_utils.gather_batch(out, labels)
+                with dist_utils.global_batch():
+                    loss_dict = self.loss_dp(loss_in, loss_labels)
+            else:
+                loss_in, loss_labels = out, labels
+                loss_dict = self.loss_dp(loss_in, loss_labels)
+            (loss_dict["loss"] / self.update_freq).backward()
             if (iter_id + 1) % self.update_freq == 0:
                 for opt in self.optimizers:
                     opt.step()

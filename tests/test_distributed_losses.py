@@ -1,0 +1,73 @@
+"""``gather: true`` / ``paddle_losses.distributed.gathered`` on 2 and 4 gloo processes against one process on
+the global batch: loss values, feature and parameter gradients (after DataParallel averaging), cross-batch
+memories and weights after 3 SGD steps, and the error every rank raises when the ranks disagree."""
+import json
+
+import numpy as np
+import paddle.distributed as dist
+import pytest
+
+from distributed_cases import gathered_losses_case
+
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def _spawn(case, tmp_path, sizes):
+    dist.spawn(case, args=(str(tmp_path), sizes), nprocs=len(sizes), backend="gloo")
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(len(sizes))]
+
+
+def _reference(case, tmp_path, sizes):
+    ref_dir = tmp_path / "single"
+    ref_dir.mkdir()
+    case(str(ref_dir), [sum(sizes)])
+    return json.loads((ref_dir / "rank0.json").read_text())
+
+
+def _check_against_single_process(ranks, ref):
+    world = len(ranks)
+    for rec in ranks:
+        lo, hi = rec["rows"]
+        assert rec["world"] == world
+        for step in range(3):
+            np.testing.assert_allclose(rec["loss"][step], ref["loss"][step], **TOL)
+            # the gather's backward scales a rank's own rows by W ...
+            np.testing.assert_allclose(np.array(rec["x_grad"][step]) / world,
+                                       np.array(ref["x_grad"][step])[lo:hi], **TOL)
+            # ... so that DataParallel's average is the single-process gradient
+            for key in ("w_grad", "b_grad", "c_grad"):
+                np.testing.assert_allclose(rec[key][step], ref[key][step], **TOL)
+        for key in ("weight", "centers", "xbm_feats"):
+            np.testing.assert_allclose(rec[key], ref[key], **TOL)
+        assert rec["xbm_targets"] == ref["xbm_targets"] and rec["xbm_ptr"] == ref["xbm_ptr"]
+
+
+def test_gathered_losses_on_two_ranks_with_unequal_batches_equal_one_process_on_the_global_batch(tmp_path):
+    sizes = [6, 4]
+    ranks = _spawn(gathered_losses_case, tmp_path, sizes)
+    _check_against_single_process(ranks, _reference(gathered_losses_case, tmp_path, sizes))
+    # every rank raises, naming the mismatch (and nothing hangs: the spawn returned)
+    for rec in ranks:
+        errs = rec["errors"]
+        assert "feature size of 'features'" in errs["feature size"] and "rank 1 has [2, 5]" in errs["feature size"]
+        assert "dtype of 'features'" in errs["dtype"] and "float64" in errs["dtype"]
+        assert "different inputs" in errs["keys"]
+
+
+def test_gathered_losses_on_four_ranks_equal_one_process_on_the_global_batch(tmp_path):
+    sizes = [3, 3, 2, 4]
+    ranks = _spawn(gathered_losses_case, tmp_path, sizes)
+    _check_against_single_process(ranks, _reference(gathered_losses_case, tmp_path, sizes))
+
+
+def test_gathered_is_the_plain_loss_in_one_process():
+    import paddle
+
+    from paddle_losses import get_loss
+    from paddle_losses.distributed import gathered
+
+    x = paddle.to_tensor(np.random.RandomState(1).randn(8, 4).astype("float32"))
+    y = paddle.to_tensor(np.array([0, 0, 1, 1, 2, 2, 0, 1], "int64"))
+    plain = get_loss("TripletLossV2")(margin=0.3)
+    wrapped = gathered(get_loss("TripletLossV2")(margin=0.3))
+    assert float(wrapped({"features": x}, y)["TripletLossV2"]) == float(plain({"features": x}, y)["TripletLossV2"])
