@@ -101,30 +101,36 @@ def check_agreement(named):
 
 
 class _GatherRows(PyLayer):
-    """All-gather rows in rank order; backward: this rank's rows of the incoming gradient times ``W``."""
+    """All-gather rows in rank order; backward: this rank's rows of the incoming gradient (summed over the
+    ranks first when ``summed``) times ``scale``."""
 
     @staticmethod
-    def forward(ctx, x, sizes, rank, scale):
+    def forward(ctx, x, sizes, rank, scale, summed=False):
         top = max(sizes)
         n = sizes[rank]
         padded = x if n == top else paddle.concat(
             [x, paddle.zeros([top - n] + list(x.shape[1:]), dtype=x.dtype)], axis=0)
         parts = []
         dist.all_gather(parts, padded)
-        ctx.start, ctx.n, ctx.scale = sum(sizes[:rank]), n, scale
+        ctx.start, ctx.n, ctx.scale, ctx.summed = sum(sizes[:rank]), n, scale, summed
         return paddle.concat([p[:s] for p, s in zip(parts, sizes)], axis=0)
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.summed:
+            grad = grad.clone()
+            dist.all_reduce(grad)
         mine = grad[ctx.start:ctx.start + ctx.n]
         return mine * ctx.scale if ctx.scale != 1 else mine
 
 
-def gather_rows(x, sizes, scale=None):
+def gather_rows(x, sizes, scale=None, summed=False):
     """Concatenate ``x`` of every rank (``sizes``: rows per rank, from :func:`check_agreement`).
 
     Floating tensors that need a gradient keep it for this rank's rows, multiplied by ``scale`` (default
-    ``W``); other tensors are gathered as constants.
+    ``W``); other tensors are gathered as constants. ``summed``: the gradient of the gathered rows differs
+    between ranks (each rank's loss sees only its part, as with class-sharded heads) and is summed over the
+    ranks before this rank's rows are taken.
     """
     rank, w = world()
     if w == 1:
@@ -132,7 +138,7 @@ def gather_rows(x, sizes, scale=None):
     if x.stop_gradient or not paddle.is_floating_point(x):
         with paddle.no_grad():
             return _GatherRows.apply(x, sizes, rank, 1).detach()
-    return _GatherRows.apply(x, sizes, rank, float(w) if scale is None else float(scale))
+    return _GatherRows.apply(x, sizes, rank, float(w) if scale is None else float(scale), summed)
 
 
 def gather_batch(input, labels):
@@ -142,18 +148,22 @@ def gather_batch(input, labels):
     """
     if world()[1] == 1:
         return input, labels
+    def wanted(v):
+        # class-sharded logits already hold the rows of every rank
+        return isinstance(v, paddle.Tensor) and class_shard(v) is None
+
     named = []
     if isinstance(input, dict):
-        named = [(str(k), v) for k, v in input.items() if isinstance(v, paddle.Tensor)]
-    elif isinstance(input, paddle.Tensor):
+        named = [(str(k), v) for k, v in input.items() if wanted(v)]
+    elif wanted(input):
         named = [("features", input)]
     if isinstance(labels, paddle.Tensor):
         named.append(("labels", labels))
     sizes = check_agreement(named)
     out = iter(gather_rows(t, s) for (_, t), s in zip(named, sizes))
     if isinstance(input, dict):
-        input = {k: (next(out) if isinstance(v, paddle.Tensor) else v) for k, v in input.items()}
-    elif isinstance(input, paddle.Tensor):
+        input = {k: (next(out) if wanted(v) else v) for k, v in input.items()}
+    elif wanted(input):
         input = next(out)
     if isinstance(labels, paddle.Tensor):
         labels = next(out)
@@ -196,3 +206,58 @@ def gathered(loss):
 def is_gathered(loss):
     """Whether :func:`gathered` was applied to ``loss``."""
     return getattr(loss, "_pl_gather_hook", None) is not None
+
+
+def check_same(what, values):
+    """Raise :class:`InputError` on every rank unless every rank passes the same int ``values``."""
+    if world()[1] == 1:
+        return
+    rows = _all_gather_int([int(v) for v in values])
+    for rank, row in enumerate(rows):
+        if row != rows[0]:
+            raise InputError(f"the ranks disagree on {what}: rank 0 has {rows[0]}, rank {rank} has {row}; "
+                             f"every rank must build the same configuration")
+
+
+_SHARD_ATTR = "_pl_class_shard"
+
+
+class ClassShard:
+    """What a class-parallel head attaches to its logits: the shard's first class ``start``, the total
+    ``class_num``, and the class ids of the global batch (``None`` without labels)."""
+
+    def __init__(self, start, class_num, ids=None):
+        self.start, self.class_num, self.ids = int(start), int(class_num), ids
+
+
+def mark_class_shard(logits, shard):
+    """Attach ``shard`` to ``logits`` (read back by :func:`class_shard`); returns ``logits``."""
+    setattr(logits, _SHARD_ATTR, shard)
+    return logits
+
+
+def class_shard(tensor):
+    """The :class:`ClassShard` of logits made by a class-parallel head, else ``None``."""
+    return getattr(tensor, _SHARD_ATTR, None)
+
+
+def sharded_ce_rows(logits, label, shard, epsilon, owner):
+    """Per-row cross entropy of class-sharded ``logits`` (see :mod:`paddle_losses.functional.sharded_ce`).
+
+    The class ids are the head's gathered ones when it had labels, else ``label`` gathered here (or used as
+    is when it already covers the global batch). Soft labels are refused: class-parallel heads train on
+    class ids.
+    """
+    from .functional.sharded_ce import sharded_cross_entropy_rows
+    from .inputs import check_labels
+    from .losses.ce import check_class_ids
+
+    ids = shard.ids
+    if ids is None:
+        if isinstance(label, paddle.Tensor) and paddle.is_floating_point(label):
+            raise InputError(f"{owner}: class-parallel logits take int class ids, not soft labels")
+        if isinstance(label, paddle.Tensor) and label.shape[0] != logits.shape[0]:
+            label = gather_batch(None, label)[1]
+        ids = check_labels(label, logits.shape[0], owner).unsqueeze(1)
+    check_class_ids(ids.squeeze(1), shard.class_num, owner, allow_ignore=epsilon is None)
+    return sharded_cross_entropy_rows(logits, ids, shard.start, shard.class_num, epsilon)

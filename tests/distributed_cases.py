@@ -99,3 +99,83 @@ def gathered_losses_case(out_dir, sizes):
                 errors[what] = str(exc)
         rec["errors"] = errors
     _dump(out_dir, rank, rec)
+
+
+HEADS = [  # name, parameters, CELoss epsilon, class count
+    ("FC", {}, None, 7),
+    ("ArcMargin", {"margin": 0.3, "scale": 8.0}, None, 8),
+    ("CosMargin", {"margin": 0.2, "scale": 8.0}, 0.1, 7),
+    ("CircleMargin", {"margin": 0.25, "scale": 8.0}, None, 7),
+    ("AdaMargin", {"m": 0.4, "h": 0.333, "s": 8.0, "t_alpha": 0.5}, 0.1, 8),
+]
+
+
+def class_parallel_heads_case(out_dir, sizes):
+    """For each margin head: a Linear backbone and the head (``class_parallel`` with several ranks) trained
+    3 SGD steps with CELoss; then, with several ranks, heads whose class count differs between ranks."""
+    import paddle
+
+    from paddle_losses import get_head, get_loss
+    from paddle_losses.errors import InputError
+
+    rank, world = _init(len(sizes))
+    lo, hi = sum(sizes[:rank]), sum(sizes[:rank + 1])
+    rec = {"world": world, "rows": [lo, hi]}
+    for name, params, epsilon, classes in HEADS:
+        rng, xs, _ = _batches(sum(sizes))
+        ys = [rng.randint(0, classes, sum(sizes)).astype("int64") for _ in range(STEPS)]
+        backbone = paddle.nn.Linear(D_IN, D)
+        backbone.weight.set_value(rng.randn(D_IN, D).astype("float32") * 0.5)
+        backbone.bias.set_value(np.zeros(D, "float32"))
+        head = get_head(name)(embedding_size=D, class_num=classes, class_parallel=world > 1, **params)
+        full = rng.randn(D, classes).astype("float32")
+        start, stop = getattr(head, "class_start", 0), getattr(head, "class_stop", classes)
+        weight = head.fc.weight if name == "FC" else head.kernel if name == "AdaMargin" else head.weight
+        weight.set_value(full[:, start:stop])
+        shard_params = [weight] + ([head.fc.bias] if name == "FC" else [])
+        if name == "FC":
+            head.fc.bias.set_value(rng.randn(classes).astype("float32")[start:stop])
+
+        class Net(paddle.nn.Layer):
+            def __init__(self):
+                super().__init__()
+                self.backbone, self.head = backbone, head
+
+            def forward(self, x, y):
+                return {"logits": self.head(self.backbone(x), y)}
+
+        net = Net()
+        net_dp = paddle.DataParallel(net) if world > 1 else net
+        ce = get_loss("CELoss")(epsilon=epsilon)
+        opt = paddle.optimizer.SGD(learning_rate=0.5, parameters=net.parameters())
+        r = {"loss": [], "x_grad": [], "w_grad": [], "shard": [start, stop]}
+        for step in range(STEPS):
+            x = paddle.to_tensor(xs[step][lo:hi], stop_gradient=False)
+            y = paddle.to_tensor(ys[step][lo:hi])
+            loss = ce(net_dp(x, y), y)["CELoss"]
+            loss.backward()
+            r["loss"].append(float(loss))
+            r["x_grad"].append(_arr(x.grad))
+            r["w_grad"].append(_arr(backbone.weight.grad))
+            opt.step()
+            opt.clear_grad()
+        r["head"] = [_arr(p) for p in shard_params]
+        r["backbone"] = _arr(backbone.weight)
+        if name == "AdaMargin":
+            r["batch_mean"], r["batch_std"] = float(head.batch_mean.numpy()[0]), float(head.batch_std.numpy()[0])
+        rec[name] = r
+    if world > 1:
+        try:
+            get_head("FC")(embedding_size=D, class_num=7 + rank, class_parallel=True)(
+                paddle.zeros([2, D]), paddle.zeros([2], "int64"))
+            rec["class_count_error"] = None
+        except InputError as exc:
+            rec["class_count_error"] = str(exc)
+    _dump(out_dir, rank, rec)
+
+
+def both_cases(out_dir, sizes):
+    """Both cases in one launch (each process start costs seconds), results under ``losses/`` and ``heads/``."""
+    for sub, case in (("losses", gathered_losses_case), ("heads", class_parallel_heads_case)):
+        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+        case(os.path.join(out_dir, sub), sizes)

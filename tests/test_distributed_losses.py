@@ -7,7 +7,7 @@ import numpy as np
 import paddle.distributed as dist
 import pytest
 
-from distributed_cases import gathered_losses_case
+from distributed_cases import both_cases, class_parallel_heads_case, gathered_losses_case
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -54,12 +54,6 @@ def test_gathered_losses_on_two_ranks_with_unequal_batches_equal_one_process_on_
         assert "different inputs" in errs["keys"]
 
 
-def test_gathered_losses_on_four_ranks_equal_one_process_on_the_global_batch(tmp_path):
-    sizes = [3, 3, 2, 4]
-    ranks = _spawn(gathered_losses_case, tmp_path, sizes)
-    _check_against_single_process(ranks, _reference(gathered_losses_case, tmp_path, sizes))
-
-
 def test_gathered_is_the_plain_loss_in_one_process():
     import paddle
 
@@ -71,3 +65,52 @@ def test_gathered_is_the_plain_loss_in_one_process():
     plain = get_loss("TripletLossV2")(margin=0.3)
     wrapped = gathered(get_loss("TripletLossV2")(margin=0.3))
     assert float(wrapped({"features": x}, y)["TripletLossV2"]) == float(plain({"features": x}, y)["TripletLossV2"])
+
+
+def _check_heads_against_single_process(ranks, ref):
+    from distributed_cases import HEADS
+
+    world = len(ranks)
+    for rec in ranks:
+        lo, hi = rec["rows"]
+        for name, _, _, classes in HEADS:
+            got, want = rec[name], ref[name]
+            start, stop = got["shard"]
+            for step in range(3):
+                np.testing.assert_allclose(got["loss"][step], want["loss"][step], err_msg=name, **TOL)
+                np.testing.assert_allclose(np.array(got["x_grad"][step]) / world,
+                                           np.array(want["x_grad"][step])[lo:hi], err_msg=name, **TOL)
+                np.testing.assert_allclose(got["w_grad"][step], want["w_grad"][step], err_msg=name, **TOL)
+            # after 3 SGD steps the shard equals the same columns of the single-process weight
+            np.testing.assert_allclose(got["head"][0], np.array(want["head"][0])[:, start:stop], err_msg=name, **TOL)
+            if name == "FC":
+                np.testing.assert_allclose(got["head"][1], np.array(want["head"][1])[start:stop], **TOL)
+            if name == "AdaMargin":
+                assert got["batch_mean"] == pytest.approx(want["batch_mean"], rel=1e-5)
+                assert got["batch_std"] == pytest.approx(want["batch_std"], rel=1e-5)
+            np.testing.assert_allclose(got["backbone"], want["backbone"], err_msg=name, **TOL)
+    # the shards tile the classes in rank order, C % W ranks first holding one more
+    for name, _, _, classes in HEADS:
+        bounds = [rec[name]["shard"] for rec in ranks]
+        assert bounds[0][0] == 0 and bounds[-1][1] == classes
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+        widths = [b - a for a, b in bounds]
+        assert widths == sorted(widths, reverse=True) and max(widths) - min(widths) <= 1
+    for rec in ranks:
+        assert "class_num" in rec["class_count_error"] and "rank 1 has [8, 4]" in rec["class_count_error"]
+
+
+def test_class_parallel_heads_on_two_ranks_equal_one_process_on_the_global_batch(tmp_path):
+    sizes = [6, 4]
+    ranks = _spawn(class_parallel_heads_case, tmp_path, sizes)
+    _check_heads_against_single_process(ranks, _reference(class_parallel_heads_case, tmp_path, sizes))
+
+
+def test_gathered_losses_and_class_parallel_heads_on_four_ranks_equal_one_process(tmp_path):
+    sizes = [3, 3, 2, 4]  # 7 classes: shards 2, 2, 2, 1; 8 classes: 2 each
+    dist.spawn(both_cases, args=(str(tmp_path), sizes), nprocs=4, backend="gloo")
+    for sub, check in (("losses", _check_against_single_process), ("heads", _check_heads_against_single_process)):
+        ranks = [json.loads((tmp_path / sub / f"rank{r}.json").read_text()) for r in range(4)]
+        case = gathered_losses_case if sub == "losses" else class_parallel_heads_case
+        (tmp_path / sub / "ref").mkdir()
+        check(ranks, _reference(case, tmp_path / sub / "ref", sizes))
