@@ -24,6 +24,7 @@ gathered description, so all of them raise; none hangs in a later collective).
 With ``W = 1`` the gather is the identity and the wrapped loss is the plain loss.
 """
 import contextlib
+import re
 import zlib
 
 import paddle
@@ -43,6 +44,29 @@ def world():
     return dist.get_rank(), dist.get_world_size()
 
 
+class LostRankError(RuntimeError):
+    """A collective failed because another rank went away (its process exited or its machine is unreachable)."""
+
+
+def collective(fn, *args, **kwargs):
+    """Run one ``paddle.distributed`` collective; a peer that died raises :class:`LostRankError` naming it.
+
+    gloo notices a closed connection at once (about a second at most), so the surviving ranks stop with
+    this message instead of waiting; the message keeps gloo's own text.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except RuntimeError as exc:
+        text = str(exc)
+        peer = re.search(r"pair_rank\s*=\s*(\d+)", text)
+        if peer is None and "gloo" not in text.lower() and "connection" not in text.lower():
+            raise
+        who = f"rank {peer.group(1)}" if peer else "another rank"
+        raise LostRankError(f"rank {dist.get_rank()} lost contact with {who} during {fn.__name__}: it exited or "
+                            f"its machine is unreachable; look at that rank's log for the first error. "
+                            f"(gloo: {text.strip().splitlines()[-1][:300]})") from None
+
+
 def _dtype_name(t):
     return str(t.dtype).replace("paddle.", "")
 
@@ -59,7 +83,7 @@ def _meta_row(t):
 def _all_gather_int(values):
     """All-gather a small int64 vector (same length on every rank); returns a list of lists, rank order."""
     parts = []
-    dist.all_gather(parts, paddle.to_tensor(values, dtype="int64"))
+    collective(dist.all_gather, parts, paddle.to_tensor(values, dtype="int64"))
     return [p.numpy().tolist() for p in parts]
 
 
@@ -111,7 +135,7 @@ class _GatherRows(PyLayer):
         padded = x if n == top else paddle.concat(
             [x, paddle.zeros([top - n] + list(x.shape[1:]), dtype=x.dtype)], axis=0)
         parts = []
-        dist.all_gather(parts, padded)
+        collective(dist.all_gather, parts, padded)
         ctx.start, ctx.n, ctx.scale, ctx.summed = sum(sizes[:rank]), n, scale, summed
         return paddle.concat([p[:s] for p, s in zip(parts, sizes)], axis=0)
 
@@ -119,7 +143,7 @@ class _GatherRows(PyLayer):
     def backward(ctx, grad):
         if ctx.summed:
             grad = grad.clone()
-            dist.all_reduce(grad)
+            collective(dist.all_reduce, grad)
         mine = grad[ctx.start:ctx.start + ctx.n]
         return mine * ctx.scale if ctx.scale != 1 else mine
 

@@ -32,7 +32,8 @@ def shard_bounds(class_num, world, rank):
 
 def _all_reduce(t, op):
     if dist.get_world_size() > 1:
-        dist.all_reduce(t, op=op)
+        from ..distributed import collective  # a dead peer is reported by rank
+        collective(dist.all_reduce, t, op=op)
     return t
 
 
