@@ -161,6 +161,11 @@ def class_parallel_heads_case(out_dir, sizes):
             opt.clear_grad()
         r["head"] = [_arr(p) for p in shard_params]
         r["backbone"] = _arr(backbone.weight)
+        if world > 1:  # checkpoint as the trainer writes it: rank 0's state plus every rank's shard
+            from paddle_losses.heads.shards import save_shard
+            save_shard(net, os.path.join(out_dir, name), rank, world)
+            if rank == 0:
+                paddle.save(net.state_dict(), os.path.join(out_dir, name + ".pdparams"))
         if name == "AdaMargin":
             r["batch_mean"], r["batch_std"] = float(head.batch_mean.numpy()[0]), float(head.batch_std.numpy()[0])
         rec[name] = r

@@ -67,7 +67,7 @@ def test_gathered_is_the_plain_loss_in_one_process():
     assert float(wrapped({"features": x}, y)["TripletLossV2"]) == float(plain({"features": x}, y)["TripletLossV2"])
 
 
-def _check_heads_against_single_process(ranks, ref):
+def _check_heads_against_single_process(ranks, ref, out_dir=None):
     from distributed_cases import HEADS
 
     world = len(ranks)
@@ -98,12 +98,21 @@ def _check_heads_against_single_process(ranks, ref):
         assert widths == sorted(widths, reverse=True) and max(widths) - min(widths) <= 1
     for rec in ranks:
         assert "class_num" in rec["class_count_error"] and "rank 1 has [8, 4]" in rec["class_count_error"]
+    if out_dir is not None:  # the merged shards are the single-process weights after 3 steps
+        import paddle
+
+        from paddle_losses.heads.shards import merge_shards
+        for name, _, _, _ in HEADS:
+            merged = paddle.load(merge_shards(str(out_dir / name)))
+            key = {"FC": "head.fc.weight", "AdaMargin": "head.kernel"}.get(name, "head.weight")
+            np.testing.assert_allclose(merged[key].numpy(), ref[name]["head"][0], err_msg=name, **TOL)
+            np.testing.assert_allclose(merged["backbone.weight"].numpy(), ref[name]["backbone"], **TOL)
 
 
 def test_class_parallel_heads_on_two_ranks_equal_one_process_on_the_global_batch(tmp_path):
     sizes = [6, 4]
     ranks = _spawn(class_parallel_heads_case, tmp_path, sizes)
-    _check_heads_against_single_process(ranks, _reference(class_parallel_heads_case, tmp_path, sizes))
+    _check_heads_against_single_process(ranks, _reference(class_parallel_heads_case, tmp_path, sizes), tmp_path)
 
 
 def test_gathered_losses_and_class_parallel_heads_on_four_ranks_equal_one_process(tmp_path):
@@ -113,4 +122,4 @@ def test_gathered_losses_and_class_parallel_heads_on_four_ranks_equal_one_proces
         ranks = [json.loads((tmp_path / sub / f"rank{r}.json").read_text()) for r in range(4)]
         case = gathered_losses_case if sub == "losses" else class_parallel_heads_case
         (tmp_path / sub / "ref").mkdir()
-        check(ranks, _reference(case, tmp_path / sub / "ref", sizes))
+        check(ranks, _reference(case, tmp_path / sub / "ref", sizes), *([tmp_path / sub] if sub == "heads" else []))

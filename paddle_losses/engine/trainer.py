@@ -27,6 +27,7 @@ import paddle
 import paddle.nn.functional as F
 
 from ..combined import build_loss
+from ..heads.shards import save_shard
 from ..config import AttrDict, format_config
 from ..errors import ConfigError, ConfigWarning
 from . import checkpoint as ckpt
@@ -380,6 +381,8 @@ class Engine:
         return avg
 
     def _save(self, prefix, epoch):
+        # class-parallel heads: every rank writes its shard (paddle_losses.heads.shards)
+        save_shard(self.model, os.path.join(self.g["output_dir"], prefix), self.rank, self.world)
         if self.rank != 0:
             return
         states = {"metric": self.best_metric, "epoch": epoch, "best_epoch": self.best_epoch,
