@@ -26,7 +26,7 @@ from .. import distributed as pd_dist
 from ..functional.sharded_ce import shard_bounds
 
 
-def setup(head, class_num, class_parallel, param_name):
+def setup(head, class_num, class_parallel):
     """Set ``head.class_parallel``, ``head.class_start``, ``head.class_stop``; return the shard width."""
     head.class_parallel = bool(class_parallel)
     rank, world = pd_dist.world() if head.class_parallel else (0, 1)
@@ -34,7 +34,6 @@ def setup(head, class_num, class_parallel, param_name):
         raise ValueError(f"{type(head).__name__}: class_parallel needs at least one class per rank, got "
                          f"class_num={class_num} for {world} ranks")
     head.class_start, head.class_stop = shard_bounds(class_num, world, rank)
-    head._shard_param = param_name
     head._agreed = False
     return head.class_stop - head.class_start
 

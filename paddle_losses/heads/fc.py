@@ -66,7 +66,7 @@ class FC(nn.Layer):
                              f"{class_num}")
         self.embedding_size = embedding_size
         self.class_num = class_num
-        width = cp.setup(self, class_num, class_parallel, "fc.weight")
+        width = cp.setup(self, class_num, class_parallel)
         weight = param_attr_from_config(weight_attr, "weight_attr")
         if weight is None:
             weight = paddle.ParamAttr(initializer=cp.xavier_normal_shard(embedding_size, class_num, width)

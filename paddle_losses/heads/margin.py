@@ -97,7 +97,7 @@ class _CosineHead(nn.Layer):
         _check_sizes(type(self).__name__, embedding_size, class_num)
         self.embedding_size = embedding_size
         self.class_num = class_num
-        width = cp.setup(self, class_num, class_parallel, "weight")
+        width = cp.setup(self, class_num, class_parallel)
         init = (cp.xavier_normal_shard(embedding_size, class_num, width) if self.class_parallel
                 else nn.initializer.XavierNormal())
         self.weight = self.create_parameter(shape=[embedding_size, width], is_bias=False,
@@ -146,6 +146,8 @@ class ArcMargin(_CosineHead):
     Args:
         embedding_size: D. class_num: C. margin: angular margin m (radians). scale: logit scale s.
         easy_margin: apply the margin only where ``cos > 0``.
+        class_parallel: hold only this rank's slice of the classes and compute the global batch's logits for it
+            (:mod:`paddle_losses.heads.class_parallel`).
 
     Parameter ``weight [embedding_size, class_num]`` (XavierNormal), as in PaddleClas checkpoints.
     Reads ``input [N, D]`` and ``label`` (int ``[N]``/``[N, 1]``); returns logits ``[N, C]``.
@@ -183,7 +185,8 @@ class CosMargin(_CosineHead):
     Math: training ``logits = scale·(onehot·(cos − m) + (1 − onehot)·cos)``; eval or ``label=None``: ``cos``
     (unscaled).
 
-    Args: embedding_size, class_num, margin (m), scale (s). Parameter ``weight [embedding_size, class_num]``.
+    Args: embedding_size, class_num, margin (m), scale (s), class_parallel (as ArcMargin). Parameter
+    ``weight [embedding_size, class_num]``.
     Reads ``input [N, D]`` and ``label`` (int ``[N]``/``[N, 1]``); returns logits ``[N, C]``.
 
     Divergence: PaddleClas raises AttributeError for ``label=None`` even in eval mode; here it returns the
@@ -211,7 +214,8 @@ class CircleMargin(_CosineHead):
     ``logits = scale·(onehot·α_p·(cos − (1 − m)) + (1 − onehot)·α_n·(cos − m))``; the α are constants for the
     gradient. Eval mode or ``label=None``: ``cos`` (unscaled).
 
-    Args: embedding_size, class_num, margin (m, required), scale (required). Parameter ``weight``.
+    Args: embedding_size, class_num, margin (m, required), scale (required), class_parallel (as ArcMargin).
+    Parameter ``weight``.
     Reads ``input [N, D]`` and ``label`` (int ``[N]``/``[N, 1]``); returns logits ``[N, C]``.
     """
 
@@ -264,7 +268,8 @@ class AdaMargin(nn.Layer):
     As in PaddleClas there is no train/eval switch: with a label the margin is applied and the EMA updated
     in eval mode too.
 
-    Args: embedding_size, class_num, m (margin), h (margin-scaler width), s (scale), t_alpha (EMA factor).
+    Args: embedding_size, class_num, m (margin), h (margin-scaler width), s (scale), t_alpha (EMA factor),
+    class_parallel (as ArcMargin; the statistics are those of the gathered global batch).
     Parameter ``kernel [embedding_size, class_num]`` (uniform(−1, 1), unit columns); persistable buffers
     ``t`` (unused, kept for checkpoints), ``batch_mean`` (20), ``batch_std`` (100), all shape ``[1]``.
     Reads ``embeddings [N, D]`` and ``label`` (int ``[N]``/``[N, 1]``); returns logits ``[N, C]``.
@@ -285,7 +290,7 @@ class AdaMargin(nn.Layer):
         self.embedding_size = embedding_size
         self.class_num = class_num
         self.m, self.h, self.s, self.t_alpha = m, h, s, t_alpha
-        width = cp.setup(self, class_num, class_parallel, "kernel")
+        width = cp.setup(self, class_num, class_parallel)
         self.kernel = self.create_parameter(
             [embedding_size, width],
             default_initializer=nn.initializer.Assign(_unit_columns_uniform(embedding_size, width,
