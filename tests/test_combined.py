@@ -120,3 +120,22 @@ def test_total_is_differentiable(toys):
     out = pl.build_loss([{"ToyTwoKeyLoss": {"weight": 0.5}}])({"features": x}, None)
     out["loss"].backward()
     np.testing.assert_allclose(x.grad.numpy(), 0.5 * (1.0 + 2 * x.numpy()))
+
+
+def test_gather_entry_wraps_that_loss_only_and_is_the_plain_loss_in_one_process():
+    import numpy as np
+    import paddle
+
+    from paddle_losses import build_loss
+    from paddle_losses.distributed import is_gathered
+
+    loss = build_loss([{"CELoss": {"weight": 1.0}}, {"TripletLossV2": {"weight": 1.0, "margin": 0.3, "gather": True}}])
+    assert [is_gathered(f) for f in loss.loss_func] == [False, True]
+    plain = build_loss([{"CELoss": {"weight": 1.0}}, {"TripletLossV2": {"weight": 1.0, "margin": 0.3}}])
+    rng = np.random.RandomState(0)
+    out = {"features": paddle.to_tensor(rng.randn(6, 4).astype("float32")),
+           "logits": paddle.to_tensor(rng.randn(6, 3).astype("float32"))}
+    y = paddle.to_tensor(np.array([0, 0, 1, 1, 2, 2], "int64"))
+    assert float(loss(out, y)["loss"]) == float(plain(out, y)["loss"])
+    # state-dict keys are unchanged by the wrapper
+    assert list(loss.state_dict()) == list(plain.state_dict())

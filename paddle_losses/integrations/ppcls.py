@@ -6,7 +6,9 @@ PaddleClas resolves ``Loss.Train`` names by evaluating them in the ``ppcls.loss`
 * :func:`register_into` puts our classes into a namespace (``ppcls.loss``), so PaddleClas's own
   ``build_loss`` finds them by name;
 * :func:`patch_build_loss` replaces the engine's ``build_loss`` with ours (validated configs, the
-  ``loss_func`` LayerList, same state-dict keys and ``"loss"`` key).
+  ``loss_func`` LayerList, same state-dict keys and ``"loss"`` key). Entry keys of ours such as
+  ``gather: true`` (a loss on the batch of every rank) need this hook: PaddleClas's own ``build_loss``
+  passes every key but ``weight`` to the loss's constructor.
 
 Neither imports PaddleClas when paddle_losses is imported: ``ppcls`` (which pulls in cv2, sklearn, scipy)
 is imported only if you call them without passing the target module.
