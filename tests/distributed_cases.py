@@ -184,3 +184,34 @@ def both_cases(out_dir, sizes):
     for sub, case in (("losses", gathered_losses_case), ("heads", class_parallel_heads_case)):
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
         case(os.path.join(out_dir, sub), sizes)
+
+
+def class_parallel_trainer_case(out_dir, sizes):
+    """The trainer with ``Arch.Head.class_parallel`` on the quick start: two steps, the files it writes, and
+    the refusal to resume such a run from ``Global.checkpoints``."""
+    import warnings
+    from pathlib import Path
+
+    from paddle_losses.config import load_config
+    from paddle_losses.engine.trainer import Engine
+    from paddle_losses.errors import ConfigError
+
+    rank, world = _init(len(sizes))
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
+    run_dir = os.path.join(out_dir, "run")
+    overrides = [f"Global.output_dir={run_dir}", "Global.epochs=1", "Global.iter_per_epoch=2", "Global.seed=0",
+                 "Global.eval_before_train=False", "Global.eval_during_train=False", "Global.plot_curves=False",
+                 "Global.progress_bar=False", "Arch.Head.class_parallel=True"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        engine = Engine(load_config(config, overrides=overrides), mode="train")
+        engine.train()
+        head = engine.model.head
+        rec = {"shard": [head.class_start, head.class_stop], "width": head.fc.weight.shape[1]}
+        try:
+            Engine(load_config(config, overrides=overrides + [f"Global.checkpoints={run_dir}/latest"]), mode="train")
+            rec["resume"] = None
+        except ConfigError as exc:
+            rec["resume"] = str(exc)
+    rec["files"] = sorted(os.listdir(run_dir))
+    _dump(out_dir, rank, rec)

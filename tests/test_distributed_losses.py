@@ -123,3 +123,14 @@ def test_gathered_losses_and_class_parallel_heads_on_four_ranks_equal_one_proces
         case = gathered_losses_case if sub == "losses" else class_parallel_heads_case
         (tmp_path / sub / "ref").mkdir()
         check(ranks, _reference(case, tmp_path / sub / "ref", sizes), *([tmp_path / sub] if sub == "heads" else []))
+
+
+def test_trainer_with_a_class_parallel_head_writes_shards_and_refuses_to_resume(tmp_path):
+    from distributed_cases import class_parallel_trainer_case
+
+    ranks = _spawn(class_parallel_trainer_case, tmp_path, [1, 1])
+    assert [r["shard"] for r in ranks] == [[0, 3], [3, 5]]  # quick start: 5 classes on 2 ranks
+    assert [r["width"] for r in ranks] == [3, 2]
+    assert {"latest.shard0-of-2.pdparams", "latest.shard1-of-2.pdparams", "latest.pdparams"} <= set(ranks[0]["files"])
+    for rec in ranks:
+        assert rec["resume"].startswith("Global.checkpoints: resuming a run with class_parallel heads")

@@ -27,7 +27,7 @@ import paddle
 import paddle.nn.functional as F
 
 from ..combined import build_loss
-from ..heads.shards import save_shard
+from ..heads.shards import save_shard, sharded_keys
 from ..config import AttrDict, format_config
 from ..errors import ConfigError, ConfigWarning
 from . import checkpoint as ckpt
@@ -169,6 +169,11 @@ class Engine:
 
         self.best_metric, self.best_epoch, self.start_epoch, self.global_step = -1.0, 0, 1, 0
         self.history = {"epoch": [], "loss": [], "eval": {}}
+        if mode == "train" and g["checkpoints"] and self.world > 1 and sharded_keys(self.model):
+            # the .pdparams/.pdopt hold rank 0's head shard and its optimizer moments only
+            raise ConfigError("Global.checkpoints: resuming a run with class_parallel heads is not supported yet "
+                              "(the optimizer moments of the other ranks' head shards are not saved); start from "
+                              "its weights with paddle_losses.heads.shards.load_shard instead")
         if mode == "train" and g["checkpoints"]:
             states = ckpt.load_checkpoint(str(g["checkpoints"]), self.model, self.train_loss, self.optimizers)
             self.start_epoch = int(states.get("epoch", 0)) + 1
