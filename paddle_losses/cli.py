@@ -118,6 +118,10 @@ def main(argv=None):
     p_desc.add_argument("name")
     p_desc.add_argument("--kind", default=None, help="the kind to look the name up in (default: the first "
                                                      "kind that has it, losses first)")
+    p_merge = sub.add_parser("merge-heads", help="merge the per-rank shards of class-parallel heads into a "
+                                                 "single-process .pdparams")
+    p_merge.add_argument("prefix", help="checkpoint prefix, e.g. output/latest (reads latest.shard<r>-of-<W>.pdparams)")
+    p_merge.add_argument("-o", "--out", default=None, help="output file (default PREFIX.merged.pdparams)")
     sub.add_parser("train", help="train from a PaddleClas-style YAML config", add_help=False)
     sub.add_parser("eval", help="evaluate a checkpoint from a PaddleClas-style YAML config", add_help=False)
     p_cfg = sub.add_parser("configs", help="list the configs shipped with the package, or copy one to edit",
@@ -134,7 +138,10 @@ def main(argv=None):
         from .runtime import import_paddle
         import_paddle()
     try:
-        if args.command == "list":
+        if args.command == "merge-heads":
+            from .heads.shards import merge_shards
+            print(merge_shards(args.prefix, args.out))
+        elif args.command == "list":
             print(_list(args.pattern, args.heads, args.kind))
         else:
             print(_describe(args.name, args.kind))

@@ -16,6 +16,7 @@ losses; with one loss it took only the first key).
 import paddle
 import paddle.nn as nn
 
+from .distributed import gathered
 from .errors import ConfigError
 from .registry import get_loss
 from .validation import validate_loss_list
@@ -36,7 +37,8 @@ class CombinedLoss(nn.Layer):
     Math: ``loss = Σ_i w_i · Σ_k L_i[k]`` over every key ``k`` that loss ``i`` returns.
 
     Args:
-        config_list: ``[{Name: {weight: w, **params}}, ...]`` as in PaddleClas YAML.
+        config_list: ``[{Name: {weight: w, **params}}, ...]`` as in PaddleClas YAML; ``gather: true`` beside
+            ``weight`` makes that loss see the batch of every rank (:func:`paddle_losses.distributed.gathered`).
         path: config path used in error messages (``Loss.Train``).
 
     Reads whatever its losses read from the input dict; returns ``{key: weighted value, ..., "loss": total}``.
@@ -46,10 +48,12 @@ class CombinedLoss(nn.Layer):
         super().__init__()
         entries = validate_loss_list(config_list, path)
         losses, self.loss_weight, self.loss_names = [], [], []
-        for name, weight, params, entry_path in entries:
+        for entry in entries:
+            name, weight, params, entry_path = entry
             cls = get_loss(name)
             try:
-                losses.append(cls(**params))
+                loss = cls(**params)
+                losses.append(gathered(loss) if entry.gather else loss)
             except (ValueError, TypeError, AssertionError, KeyError, DeprecationWarning) as exc:  # ConfigError too
                 where = f"{entry_path}.{name}"
                 msg = str(exc)

@@ -146,8 +146,21 @@ def check_params(cls, params, path, injected=()):
                           f"{name}({signature_text(cls, injected)})")
 
 
+class LossEntry(tuple):
+    """``(name, weight, params, entry_path)`` of one validated loss entry, plus ``.gather`` (bool)."""
+
+    def __new__(cls, name, weight, params, path, gather=False):
+        self = super().__new__(cls, (name, weight, params, path))
+        self.gather = gather
+        return self
+
+
 def split_entry(entry, path):
-    """Check a ``{Name: {weight: w, **params}}`` entry and return ``(name, weight, params)``."""
+    """Check a ``{Name: {weight: w, gather: g, **params}}`` entry and return ``(name, weight, params)``.
+
+    ``weight`` and the optional ``gather`` (see :func:`entry_gather`) are the entry's own keys, not
+    parameters of the loss; both are left out of ``params``.
+    """
     if not isinstance(entry, dict) or len(entry) != 1:
         got = f"a mapping with {len(entry)} keys {list(entry)}" if isinstance(entry, dict) else \
             f"a {type(entry).__name__} {entry!r}"
@@ -167,8 +180,18 @@ def split_entry(entry, path):
     weight = params["weight"]
     if not isinstance(weight, numbers.Real) or isinstance(weight, bool):
         raise ConfigError(f"{where}.weight must be a number, got {type(weight).__name__} {weight!r}")
-    rest = {k: v for k, v in params.items() if k != "weight"}
+    entry_gather(params, where)
+    rest = {k: v for k, v in params.items() if k not in ("weight", "gather")}
     return name, float(weight), rest
+
+
+def entry_gather(params, where):
+    """The entry's ``gather`` flag (default ``False``): compute this loss on the batch of all ranks."""
+    gather = params.get("gather", False)
+    if not isinstance(gather, bool):
+        raise ConfigError(f"{where}.gather must be true or false (compute this loss on the batch gathered "
+                          f"from every rank), got {type(gather).__name__} {gather!r}")
+    return gather
 
 
 def validate_loss_list(config_list, path="Loss.Train"):
@@ -187,7 +210,7 @@ def validate_loss_list(config_list, path="Loss.Train"):
         except ConfigError as exc:
             raise ConfigError(f"{entry_path}.{name}: {exc}") from None
         check_params(cls, params, f"{entry_path}.{name}")
-        out.append((name, weight, params, entry_path))
+        out.append(LossEntry(name, weight, params, entry_path, entry_gather(entry[name], entry_path + "." + name)))
     return out
 
 

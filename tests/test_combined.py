@@ -135,3 +135,22 @@ def test_total_is_differentiable(toys):
 def test_nested_part_errors_carry_the_full_config_path(spec, match):
     with pytest.raises(ConfigError, match=match):
         pl.build_loss([{"MultiSimilarityLoss": {"weight": 1.0, **spec}}])
+
+
+def test_gather_entry_wraps_that_loss_only_and_is_the_plain_loss_in_one_process():
+    import numpy as np
+    import paddle
+
+    from paddle_losses import build_loss
+    from paddle_losses.distributed import is_gathered
+
+    loss = build_loss([{"CELoss": {"weight": 1.0}}, {"TripletLossV2": {"weight": 1.0, "margin": 0.3, "gather": True}}])
+    assert [is_gathered(f) for f in loss.loss_func] == [False, True]
+    plain = build_loss([{"CELoss": {"weight": 1.0}}, {"TripletLossV2": {"weight": 1.0, "margin": 0.3}}])
+    rng = np.random.RandomState(0)
+    out = {"features": paddle.to_tensor(rng.randn(6, 4).astype("float32")),
+           "logits": paddle.to_tensor(rng.randn(6, 3).astype("float32"))}
+    y = paddle.to_tensor(np.array([0, 0, 1, 1, 2, 2], "int64"))
+    assert float(loss(out, y)["loss"]) == float(plain(out, y)["loss"])
+    # state-dict keys are unchanged by the wrapper
+    assert list(loss.state_dict()) == list(plain.state_dict())

@@ -159,3 +159,11 @@ def test_describe_type_is_readable():
     assert describe_type(Optional[float]) == "float | null"
     assert describe_type(Literal["mean", "sum"]) == "'mean' | 'sum'"
     assert describe_type(List[str]) == "list of str"
+
+
+def test_gather_is_an_entry_flag_beside_weight_and_must_be_boolean(losses):
+    out = validate_loss_list([{"ToyMarginLoss": {"weight": 1.0, "gather": True, "margin": 0.3}}])
+    assert out[0].gather is True and out[0][2] == {"margin": 0.3}
+    assert validate_loss_list([{"ToyMarginLoss": {"weight": 1.0}}])[0].gather is False
+    msg = err([{"ToyMarginLoss": {"weight": 1.0, "gather": "yes"}}])
+    assert msg.startswith("Loss.Train[0].ToyMarginLoss.gather must be true or false")

@@ -1,13 +1,14 @@
-"""Multi-process helpers: rank/world size, and the embedding gather for global-batch mining.
+"""Multi-process helpers of the trainer: rank/world size, process-group start, eval gathers, buffers.
 
-With ``Global.gather_embeddings: True`` every rank concatenates the model outputs and labels of all ranks
-before the loss, so hardest-negative mining sees the global batch. Only the local slice carries gradient
-(the other ranks' slices are constants here and get their gradient on their own rank). Each rank then
-computes the same global loss; ``DataParallel`` averages parameter gradients over ranks, so the trainer
-multiplies the backward loss by the world size to recover the gradient of the global loss.
+``Global.gather_embeddings: True`` is the global form of a loss entry's ``gather: true``: the trainer
+gathers the model outputs and labels of all ranks once (:func:`gather_batch`, from
+:mod:`paddle_losses.distributed`, whose docstring gives the gradient scaling) and every loss sees the
+global batch.
 """
 import paddle
 import paddle.distributed as dist
+
+from ..distributed import gather_batch, global_batch  # noqa: F401  (re-exported for the trainer)
 
 
 def world():
@@ -21,29 +22,6 @@ def init_if_needed():
     if n > 1 and not dist.is_initialized():
         dist.init_parallel_env()
     return n
-
-
-def all_gather_with_grad(x):
-    """Concatenate ``x`` from every rank along axis 0; the local part keeps its gradient.
-
-    All ranks must pass the same shape (the identity samplers give every rank full batches).
-    """
-    n = dist.get_world_size()
-    if n == 1:
-        return x
-    parts = []
-    dist.all_gather(parts, x.detach())
-    parts[dist.get_rank()] = x
-    return paddle.concat(parts, axis=0)
-
-
-def gather_batch(out, labels):
-    """Gather every tensor of the model-output dict (or the tensor) and the labels from all ranks."""
-    if isinstance(out, dict):
-        out = {k: (all_gather_with_grad(v) if isinstance(v, paddle.Tensor) else v) for k, v in out.items()}
-    else:
-        out = all_gather_with_grad(out)
-    return out, all_gather_with_grad(labels)
 
 
 def all_gather_array(x):

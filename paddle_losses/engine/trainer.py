@@ -22,6 +22,7 @@ Deliberate differences from PaddleClas (docs/compatibility.md, "Trainer and metr
 * a NaN/Inf loss stops training (or skips the step); an unreadable image is skipped with a warning (or stops
   training), never hangs the loader.
 """
+import contextlib
 import os
 import random
 import time
@@ -34,6 +35,7 @@ import paddle.nn.functional as F
 
 from .. import runtime
 from ..combined import build_loss
+from ..heads.shards import save_shard, sharded_keys
 from ..config import AttrDict, format_config
 from ..errors import ConfigError, ConfigWarning, InputError, TrainingError
 from . import checkpoint as ckpt
@@ -215,6 +217,11 @@ class Engine:
         self.history = {"epoch": [], "loss": [], "eval": {}}
         if self.mode != "train" or not g["checkpoints"]:
             return
+        if self.world > 1 and sharded_keys(self.model):
+            # the .pdparams/.pdopt hold rank 0's head shard and its optimizer moments only
+            raise ConfigError("Global.checkpoints: resuming a run with class_parallel heads is not supported yet "
+                              "(the optimizer moments of the other ranks' head shards are not saved); start from "
+                              "its weights with paddle_losses.heads.shards.load_shard instead")
         states = ckpt.load_checkpoint(g["checkpoints"], self.model, self.train_loss, self.optimizers,
                                       trust=self.trust)
         try:
@@ -414,9 +421,11 @@ class Engine:
             images = batch[0]
             labels = batch[1].reshape([batch[0].shape[0], -1]).astype("int64")
             out = self.model_dp(images, labels) if self.is_rec else self.model_dp(images)
+            # the gather's backward scales by the world size (paddle_losses.distributed)
             loss_in, loss_labels = dist_utils.gather_batch(out, labels) if gather else (out, labels)
             try:
-                loss_dict = self.loss_dp(loss_in, loss_labels)
+                with dist_utils.global_batch() if gather else contextlib.nullcontext():
+                    loss_dict = self.loss_dp(loss_in, loss_labels)
             except InputError as exc:  # e.g. NaN embeddings after a divergent step: say when it happened
                 raise InputError(f"epoch {epoch} step {iter_id} (global step {self.global_step}): {exc}") from None
             # a loss configured with reduction "none" reports its mean (the total already sums it)
@@ -426,8 +435,7 @@ class Engine:
                 skipped += 1
                 t_end = time.time()
                 continue
-            scale = (self.world if gather else 1) / self.update_freq
-            (loss_dict["loss"] * scale).backward()
+            (loss_dict["loss"] / self.update_freq).backward()
             if (iter_id + 1) % self.update_freq == 0:
                 for opt in self.optimizers:
                     opt.step()
@@ -495,6 +503,8 @@ class Engine:
                             f"learning rate, check the data, or set Global.on_nonfinite_loss=skip")
 
     def _save(self, prefix, epoch):
+        # class-parallel heads: every rank writes its shard (paddle_losses.heads.shards)
+        save_shard(self.model, os.path.join(self.g["output_dir"], prefix), self.rank, self.world)
         if self.rank != 0:
             return
         states = {"metric": self.best_metric, "epoch": epoch, "epochs": self.g["epochs"], "best_epoch": self.best_epoch,

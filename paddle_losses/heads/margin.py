@@ -27,6 +27,7 @@ from ..functional.normalize import l2_normalize
 from ..inputs import check_features, check_labels
 from ..losses.ce import check_class_ids
 from ..registry import register_head
+from . import class_parallel as cp
 
 
 def class_cosine(x, weight):
@@ -93,25 +94,34 @@ def _check_sizes(name, embedding_size, class_num):
 class _CosineHead(nn.Layer):
     """Holds the ``weight [embedding_size, class_num]`` (XavierNormal) shared by ArcMargin/CosMargin/CircleMargin."""
 
-    def __init__(self, embedding_size, class_num):
+    def __init__(self, embedding_size, class_num, class_parallel=False):
         super().__init__()
         _check_sizes(type(self).__name__, embedding_size, class_num)
         self.embedding_size = embedding_size
         self.class_num = class_num
-        self.weight = self.create_parameter(shape=[embedding_size, class_num], is_bias=False,
-                                            default_initializer=nn.initializer.XavierNormal())
-
-    def _cosine(self, input):
-        x = _check_embeddings(self, input)
-        return x, class_cosine(x, self.weight)
+        width = cp.setup(self, class_num, class_parallel)
+        init = (cp.xavier_normal_shard(embedding_size, class_num, width) if self.class_parallel
+                else nn.initializer.XavierNormal())
+        self.weight = self.create_parameter(shape=[embedding_size, width], is_bias=False,
+                                            default_initializer=init)
+        if self.class_parallel:
+            cp.keep_out_of_data_parallel(self.weight)
 
     def forward(self, input, label=None):
-        x, cos = self._cosine(input)
+        x = _check_embeddings(self, input)
+        if self.class_parallel:
+            x, label = cp.gather_inputs(self, x, label)
+        cos = class_cosine(x, self.weight)
         if not self.training or label is None:
-            return cos
+            return cp.mark(self, cos)
         ids = _target_ids(self, label, x.shape[0])
-        value, slope = self._at_label(_label_entries(cos, ids))
-        return _MarginLogits.apply(cos, ids, value, slope, self)
+        if not self.class_parallel:
+            value, slope = self._at_label(_label_entries(cos, ids))
+            return _MarginLogits.apply(cos, ids, value, slope, self)
+        wide, local = cp.with_spare_column(cos, ids, self)
+        value, slope = self._at_label(_label_entries(wide, local))
+        logits = _MarginLogits.apply(wide, local, value, slope, self)
+        return cp.mark(self, logits[:, :-1], ids)
 
     def _at_label(self, target):
         """Logits of the label entries and their derivatives, from ``target = cos[i, y_i]`` ``[N, 1]``."""
@@ -138,6 +148,8 @@ class ArcMargin(_CosineHead):
     Args:
         embedding_size: D. class_num: C. margin: angular margin m (radians). scale: logit scale s.
         easy_margin: apply the margin only where ``cos > 0``.
+        class_parallel: hold only this rank's slice of the classes and compute the global batch's logits for it
+            (:mod:`paddle_losses.heads.class_parallel`).
 
     Parameter ``weight [embedding_size, class_num]`` (XavierNormal), as in PaddleClas checkpoints.
     Reads ``input [N, D]`` and ``label`` (int ``[N]``/``[N, 1]``); returns logits ``[N, C]``.
@@ -147,8 +159,8 @@ class ArcMargin(_CosineHead):
     output_keys = ("logits",)
 
     def __init__(self, embedding_size: int, class_num: int, margin: float = 0.5, scale: float = 80.0,
-                 easy_margin: bool = False):
-        super().__init__(embedding_size, class_num)
+                 easy_margin: bool = False, class_parallel: bool = False):
+        super().__init__(embedding_size, class_num, class_parallel)
         self.margin = margin
         self.scale = scale
         self.easy_margin = easy_margin
@@ -175,7 +187,8 @@ class CosMargin(_CosineHead):
     Math: training ``logits = scale·(onehot·(cos − m) + (1 − onehot)·cos)``; eval or ``label=None``: ``cos``
     (unscaled).
 
-    Args: embedding_size, class_num, margin (m), scale (s). Parameter ``weight [embedding_size, class_num]``.
+    Args: embedding_size, class_num, margin (m), scale (s), class_parallel (as ArcMargin). Parameter
+    ``weight [embedding_size, class_num]``.
     Reads ``input [N, D]`` and ``label`` (int ``[N]``/``[N, 1]``); returns logits ``[N, C]``.
 
     Divergence: PaddleClas raises AttributeError for ``label=None`` even in eval mode; here it returns the
@@ -185,8 +198,9 @@ class CosMargin(_CosineHead):
     input_keys = ("features", "label")
     output_keys = ("logits",)
 
-    def __init__(self, embedding_size: int, class_num: int, margin: float = 0.35, scale: float = 64.0):
-        super().__init__(embedding_size, class_num)
+    def __init__(self, embedding_size: int, class_num: int, margin: float = 0.35, scale: float = 64.0,
+                 class_parallel: bool = False):
+        super().__init__(embedding_size, class_num, class_parallel)
         self.margin = margin
         self.scale = scale
 
@@ -202,15 +216,17 @@ class CircleMargin(_CosineHead):
     ``logits = scale·(onehot·α_p·(cos − (1 − m)) + (1 − onehot)·α_n·(cos − m))``; the α are constants for the
     gradient. Eval mode or ``label=None``: ``cos`` (unscaled).
 
-    Args: embedding_size, class_num, margin (m, required), scale (required). Parameter ``weight``.
+    Args: embedding_size, class_num, margin (m, required), scale (required), class_parallel (as ArcMargin).
+    Parameter ``weight``.
     Reads ``input [N, D]`` and ``label`` (int ``[N]``/``[N, 1]``); returns logits ``[N, C]``.
     """
 
     input_keys = ("features", "label")
     output_keys = ("logits",)
 
-    def __init__(self, embedding_size: int, class_num: int, margin: float, scale: float):
-        super().__init__(embedding_size, class_num)
+    def __init__(self, embedding_size: int, class_num: int, margin: float, scale: float,
+                 class_parallel: bool = False):
+        super().__init__(embedding_size, class_num, class_parallel)
         self.margin = margin
         self.scale = scale
 
@@ -228,9 +244,13 @@ class CircleMargin(_CosineHead):
         return inplace(inplace(alpha_n, "multiply", grad), "scale", self.scale)
 
 
-def _unit_columns_uniform(embedding_size, class_num):
-    """Uniform(−1, 1) draws (Paddle's global RNG) with each column scaled to unit L2 norm (tiny columns kept)."""
-    kernel = paddle.uniform([embedding_size, class_num], min=-1.0, max=1.0)
+def _unit_columns_uniform(embedding_size, class_num, shard=False):
+    """Uniform(−1, 1) draws (Paddle's global RNG; a class-parallel shard's own generator) with each column
+    scaled to unit L2 norm (tiny columns kept)."""
+    if shard:
+        kernel = paddle.to_tensor(cp.shard_rng().uniform(-1.0, 1.0, (embedding_size, class_num)).astype("float32"))
+    else:
+        kernel = paddle.uniform([embedding_size, class_num], min=-1.0, max=1.0)
     norm = paddle.linalg.norm(kernel, p=2, axis=0, keepdim=True)
     return kernel / paddle.where(norm > 1e-5, norm, paddle.ones_like(norm))
 
@@ -250,7 +270,8 @@ class AdaMargin(nn.Layer):
     As in PaddleClas there is no train/eval switch: with a label the margin is applied and the EMA updated
     in eval mode too.
 
-    Args: embedding_size, class_num, m (margin), h (margin-scaler width), s (scale), t_alpha (EMA factor).
+    Args: embedding_size, class_num, m (margin), h (margin-scaler width), s (scale), t_alpha (EMA factor),
+    class_parallel (as ArcMargin; the statistics are those of the gathered global batch).
     Parameter ``kernel [embedding_size, class_num]`` (uniform(−1, 1), unit columns); persistable buffers
     ``t`` (unused, kept for checkpoints), ``batch_mean`` (20), ``batch_std`` (100), all shape ``[1]``.
     Reads ``embeddings [N, D]`` and ``label`` (int ``[N]``/``[N, 1]``); returns logits ``[N, C]``.
@@ -265,15 +286,19 @@ class AdaMargin(nn.Layer):
     eps = 1e-3
 
     def __init__(self, embedding_size: int = 512, class_num: int = 70722, m: float = 0.4, h: float = 0.333,
-                 s: float = 64.0, t_alpha: float = 1.0):
+                 s: float = 64.0, t_alpha: float = 1.0, class_parallel: bool = False):
         super().__init__()
         _check_sizes("AdaMargin", embedding_size, class_num)
         self.embedding_size = embedding_size
         self.class_num = class_num
         self.m, self.h, self.s, self.t_alpha = m, h, s, t_alpha
+        width = cp.setup(self, class_num, class_parallel)
         self.kernel = self.create_parameter(
-            [embedding_size, class_num],
-            default_initializer=nn.initializer.Assign(_unit_columns_uniform(embedding_size, class_num)))
+            [embedding_size, width],
+            default_initializer=nn.initializer.Assign(_unit_columns_uniform(embedding_size, width,
+                                                                            self.class_parallel)))
+        if self.class_parallel:
+            cp.keep_out_of_data_parallel(self.kernel)
         self.register_buffer("t", paddle.zeros([1]), persistable=True)
         self.register_buffer("batch_mean", paddle.full([1], 20.0), persistable=True)
         self.register_buffer("batch_std", paddle.full([1], 100.0), persistable=True)
@@ -299,9 +324,11 @@ class AdaMargin(nn.Layer):
 
     def forward(self, embeddings, label=None):
         x = _check_embeddings(self, embeddings)
+        if self.class_parallel:
+            x, label = cp.gather_inputs(self, x, label)
         cos = class_cosine(x, self.kernel)
         if label is None:
-            return paddle.clip(cos, -1 + self.eps, 1 - self.eps)
+            return cp.mark(self, paddle.clip(cos, -1 + self.eps, 1 - self.eps))
         ids = _target_ids(self, label, x.shape[0])
         norms = paddle.linalg.norm(x, p=2, axis=1, keepdim=True)
         safe_norms = paddle.clip(norms, min=0.001, max=100).detach()
@@ -309,8 +336,12 @@ class AdaMargin(nn.Layer):
         mean = self.batch_mean.astype(x.dtype)
         std = self.batch_std.astype(x.dtype)
         scaler = paddle.clip(self.h * (safe_norms - mean) / (std + self.eps), -1, 1)
-        value, slope = self._at_label(_label_entries(cos, ids), scaler)
-        return _MarginLogits.apply(cos, ids, value, slope, self)
+        if not self.class_parallel:
+            value, slope = self._at_label(_label_entries(cos, ids), scaler)
+            return _MarginLogits.apply(cos, ids, value, slope, self)
+        wide, local = cp.with_spare_column(cos, ids, self)
+        value, slope = self._at_label(_label_entries(wide, local), scaler)
+        return cp.mark(self, _MarginLogits.apply(wide, local, value, slope, self)[:, :-1], ids)
 
     def _at_label(self, target, scaler):
         """``s·(cos(θ_m) − m − m·ms)`` and its derivative w.r.t. the unclipped ``target`` (``[N, 1]`` each)."""

@@ -11,6 +11,15 @@ How PaddleClas finds losses and heads, and so where the hooks go:
 * ``ppcls/arch/gears/__init__.py`` resolves ``Arch.Head.name`` (and necks) in its own module namespace,
   after checking the name against a fixed list, so a head is replaceable under a PaddleClas name.
 
+Hooks:
+
+* :func:`register_into` puts our classes into a namespace (``ppcls.loss``), so PaddleClas's own
+  ``build_loss`` finds them by name;
+* :func:`patch_build_loss` replaces the engine's ``build_loss`` with ours (validated configs, the
+  ``loss_func`` LayerList, same state-dict keys and ``"loss"`` key). Entry keys of ours such as
+  ``gather: true`` (a loss on the batch of every rank) need our builder (this hook or :func:`install`):
+  PaddleClas's own ``build_loss`` passes every key but ``weight`` to the loss's constructor.
+
 :func:`install` is the one call a fork needs (in its ``tools/train.py``, before ``Engine(...)``)::
 
     from paddle_losses.integrations import ppcls as pl_ppcls

@@ -8,6 +8,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..distributed import class_shard, sharded_ce_rows
 from ..errors import InputError
 from ..functional.softmax_ce import smoothed_cross_entropy, soft_cross_entropy
 from ..inputs import check_features, check_finite, check_labels, pick
@@ -100,6 +101,9 @@ class CELoss(nn.Layer):
     def forward(self, x, label):
         name = type(self).__name__
         x = check_features(pick(x, "logits", name), name, what="logits")
+        shard = class_shard(x)
+        if shard is not None:  # logits of a class-parallel head: distributed log-sum-exp
+            return {"CELoss": self._reduce_rows(sharded_ce_rows(x, label, shard, self.epsilon, name))}
         n, num_classes = x.shape[0], x.shape[-1]
         if _is_soft_label(label, n, num_classes):
             check_finite(label, name, "soft label")
