@@ -1,4 +1,10 @@
-"""Triplet losses with pytorch-metric-learning, PyTorch/Paddle and Keras semantics, over mined batches."""
+"""Triplet losses with pytorch-metric-learning, PyTorch/Paddle and Keras semantics, over mined batches.
+
+Every ``forward(input, target=None, indices_tuple=None, positive_mask=None)`` accepts class ids, a
+multi-hot label matrix ``[N, K]`` or a bool ``positive_mask`` ``[N, N]`` (see
+``functional.mining.targets``), and PML's precomputed ``indices_tuple``: ``(a, p, n)`` triplets, or
+``(a1, p, a2, n)`` pairs joined on their anchor into triplets; a given tuple replaces the miner.
+"""
 from typing import Literal, Optional, Union
 
 import paddle
@@ -10,7 +16,8 @@ from ...functional.triplet_explicit import squared_l2_triplet_loss, triplet_marg
 from ...functional.triplet_window import explicit_triplet_losses, windowed_triplet_totals
 from ...functional.mining import MultiSimilarityMiner
 from ...registry import register_loss
-from ._common import embeddings_and_labels, explicit_triplets, resolve
+from ...functional.mining.targets import selection_triplets
+from ._common import explicit_triplets, read_batch, resolve
 
 _Spec = Optional[Union[str, dict]]
 
@@ -51,7 +58,8 @@ class PMLTripletMarginLoss(nn.Layer):
         triplets_per_anchor: only ``"all"`` (PML's random subsampling by an integer is not offered).
         distance: ``None`` (``LpDistance()``), a name or ``{name: LpDistance, p: 2, power: 1,
             normalize_embeddings: true}`` / ``CosineSimilarity`` / ``DotProductSimilarity``.
-        reducer: ``AvgNonZeroReducer`` | ``MeanReducer`` | ``SumReducer``.
+        reducer: ``AvgNonZeroReducer`` | ``MeanReducer`` | ``SumReducer`` | ``DoNothingReducer`` |
+            ``{name: ThresholdReducer, low, high}`` (the last two list the triplets explicitly).
         miner: ``None`` or ``{name: BatchHardMiner | BatchAllMiner | TripletMarginMiner | SemiHardMiner, ...}``.
         feature_from: key of the embeddings in the model-output dict.
 
@@ -81,23 +89,22 @@ class PMLTripletMarginLoss(nn.Layer):
 
     def _selection(self, x, labels, u):
         if self.miner is None:
-            pos, neg = M.label_masks(labels)
+            pos, neg = labels.masks()
             return M.all_triplets(u.detach(), pos, neg, self.distance)
         return self.miner(x, labels)
 
-    def forward(self, input, target):
+    def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
         name = type(self).__name__
-        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
+        x, labels, sel = read_batch(name, input, target, self.feature_from, indices_tuple, positive_mask)
         u = self.distance.as_distance(self.distance(x))
-        sel = self._selection(x, labels, u)
+        if sel is None:
+            sel = self._selection(x, labels, u)
         windowed = (isinstance(sel, M.TripletWindow) and sel.distance == self.distance
-                    and not self.swap and not self.smooth_loss)
+                    and not self.swap and not self.smooth_loss and self.reducer.accepts_totals)
         if windowed:
             total, count, count_pos = windowed_triplet_totals(u, sel, self.margin)
             return {name: reduce_totals(total, count, count_pos, self.reducer)}
-        if isinstance(sel, M.TripletWindow):
-            sel = M.expand_window(sel)
-        a, p, n = sel.indices()
+        a, p, n = selection_triplets(sel).indices()
         losses = explicit_triplet_losses(u, a, p, n, self.margin, self.swap, self.smooth_loss)
         return {name: reduce_elements(losses, self.reducer)}
 
@@ -112,10 +119,10 @@ class _ExplicitTripletLoss(nn.Layer):
         _reject_pair_miner(self.miner, name)
         self.feature_from = feature_from
 
-    def _mined_triplets(self, input, target):
+    def _mined_triplets(self, input, target, indices_tuple=None, positive_mask=None):
         name = type(self).__name__
-        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
-        a, p, n = explicit_triplets(self.miner, x, labels, name)
+        x, labels, sel = read_batch(name, input, target, self.feature_from, indices_tuple, positive_mask)
+        a, p, n = explicit_triplets(self.miner, x, labels, name, sel)
         return paddle.gather(x, a), paddle.gather(x, p), paddle.gather(x, n)
 
 
@@ -152,8 +159,8 @@ class MinedTripletMarginLoss(_ExplicitTripletLoss):
         self.swap, self.reduction = bool(swap), reduction
         self._setup_triplet_miner(miner, feature_from)
 
-    def forward(self, input, target):
-        losses = triplet_margin_loss(*self._mined_triplets(input, target), self.margin, self.p, self.eps,
+    def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
+        losses = triplet_margin_loss(*self._mined_triplets(input, target, indices_tuple, positive_mask), self.margin, self.p, self.eps,
                                      self.swap, reduction="none")
         return {type(self).__name__: _empty_mean(losses, self.reduction)}
 
@@ -184,6 +191,6 @@ class SquaredL2TripletLoss(_ExplicitTripletLoss):
         self.alpha, self.reduction = float(alpha), reduction
         self._setup_triplet_miner(miner, feature_from)
 
-    def forward(self, input, target):
-        losses = squared_l2_triplet_loss(*self._mined_triplets(input, target), self.alpha, reduction="none")
+    def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
+        losses = squared_l2_triplet_loss(*self._mined_triplets(input, target, indices_tuple, positive_mask), self.alpha, reduction="none")
         return {type(self).__name__: _empty_mean(losses, self.reduction)}
