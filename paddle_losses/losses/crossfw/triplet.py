@@ -9,12 +9,14 @@ from typing import Literal, Optional, Union
 
 import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
 
 from ...functional.mining import selections as M
 from ...functional.reduction import check_reducer, reduce_elements, reduce_totals
 from ...functional.triplet_explicit import squared_l2_triplet_loss, triplet_margin_loss
 from ...functional.triplet_window import explicit_triplet_losses, windowed_triplet_totals
-from ...functional.mining import MultiSimilarityMiner
+from ...functional.distances import CosineSimilarity, DotProductSimilarity, LpDistance, safe_sqrt
+from ...functional.mining import BatchHardMiner, MultiSimilarityMiner, hardest_pairs
 from ...registry import register_loss
 from ...functional.mining.targets import selection_triplets
 from ._common import explicit_triplets, read_batch, resolve
@@ -46,6 +48,10 @@ class PMLTripletMarginLoss(nn.Layer):
     ``min(u_an, u_pn)``. The triplets are every valid one, or the miner's selection; the reducer
     (default ``AvgNonZeroReducer``: mean over triplets with ``l > 0``) turns them into a scalar. No valid
     triplet gives 0 with an all-zero gradient.
+
+    Speed: with ``BatchHardMiner`` (hard/hard, no ranges) on the loss's own distance (L2 with power 1 or 2,
+    cosine, dot product) and no ``swap``, mining and loss run on the batch-hard core
+    (``functional.mining.hardest_pairs``): one matmul without gradient and ``O(N·D)`` backward.
 
     Memory: "all triplets" and ``TripletMarginMiner`` selections are reduced in O(N²) (sorted negatives and
     prefix sums, ``functional.triplet_window``) when the miner's distance equals the loss's and neither
@@ -87,6 +93,33 @@ class PMLTripletMarginLoss(nn.Layer):
         _reject_pair_miner(self.miner, name)
         self.feature_from = feature_from
 
+    def _batch_hard_metric(self):
+        """The fast core's metric when the miner is plain batch-hard on the loss's own distance, else None."""
+        m, d = self.miner, self.distance
+        if (not isinstance(m, BatchHardMiner) or (m.pos_strategy, m.neg_strategy) != ("hard", "hard")
+                or m.allowed_pos_range is not None or m.allowed_neg_range is not None or m.distance != d
+                or self.swap):
+            return None
+        if isinstance(d, LpDistance) and float(d.p) == 2.0 and float(d.power) in (1.0, 2.0):
+            return "euclidean" if float(d.power) == 1.0 else "sqeuclidean"
+        if isinstance(d, (CosineSimilarity, DotProductSimilarity)):
+            return "dot"
+        return None
+
+    def _batch_hard(self, x, labels, metric):
+        """Batch-hard triplets on the fast core: mined without gradient, ``2N`` pair values recomputed with
+        one (no dense ``[N, N]`` gradient); the first extreme wins a tie, as the miner's ``argmax``."""
+        pos, neg = labels.masks()
+        # L2 is mined and valued squared, then rooted as LpDistance does (exact 0, zero gradient, at 0)
+        core = "sqeuclidean" if metric == "euclidean" else metric
+        ap, an, has_pos, has_neg = hardest_pairs(self.distance.normalize(x), pos, neg, core, ties="first")
+        if metric == "euclidean":
+            ap, an = safe_sqrt(ap), safe_sqrt(an)
+        u_ap, u_an = (-ap, -an) if self.distance.is_inverted else (ap, an)
+        z = u_ap - u_an + self.margin
+        losses = F.softplus(z) if self.smooth_loss else F.relu(z)
+        return reduce_elements(losses, self.reducer, paddle.logical_and(has_pos, has_neg))
+
     def _selection(self, x, labels, u):
         if self.miner is None:
             pos, neg = labels.masks()
@@ -96,6 +129,9 @@ class PMLTripletMarginLoss(nn.Layer):
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
         name = type(self).__name__
         x, labels, sel = read_batch(name, input, target, self.feature_from, indices_tuple, positive_mask)
+        metric = self._batch_hard_metric() if sel is None else None
+        if metric is not None:
+            return {name: self._batch_hard(x, labels, metric)}
         u = self.distance.as_distance(self.distance(x))
         if sel is None:
             sel = self._selection(x, labels, u)

@@ -180,3 +180,25 @@ def test_triplet_margin_miner_accepts_multi_hot_labels():
     ref = [(i, j, k) for i in range(8) for j in range(8) for k in range(8)
            if i != j and tags[i] == tags[j] and tags[i] != tags[k] and 0 < d[i, k] - d[i, j] <= 0.3]
     assert list(zip(a.numpy().tolist(), p.numpy().tolist(), n.numpy().tolist())) == ref
+
+
+@pytest.mark.parametrize("distance,smooth", [(None, False), (None, True), ({"name": "LpDistance", "power": 2}, False),
+                                             ("CosineSimilarity", False),
+                                             ({"name": "DotProductSimilarity", "normalize_embeddings": False}, False)])
+@pytest.mark.parametrize("target", ["ids", "multi_hot", "ties"])
+def test_batch_hard_fast_core_equals_the_listed_triplets_in_value_and_gradient(distance, smooth, target):
+    x = _x(9)
+    if target == "ties":  # duplicated rows: equal distances, the first index must win as in the miner
+        x[3], x[6], x[5] = x[1], x[1], x[0]
+    y = paddle.to_tensor(TAGS if target == "multi_hot" else np.array([0, 1, 0, 2, 1, 0, 2, 1]))
+    kw = {"margin": 0.3, "smooth_loss": smooth, "distance": distance}
+    fast = PMLTripletMarginLoss(miner={"name": "BatchHardMiner", "distance": distance}, **kw)
+    assert fast._batch_hard_metric() is not None
+    xf, xl = tensor(x, grad=True), tensor(x, grad=True)
+    got = fast({"features": xf}, y)["PMLTripletMarginLoss"]
+    tup = BatchHardMiner(distance=distance)(xl, y).indices()
+    ref = PMLTripletMarginLoss(**kw)({"features": xl}, y, indices_tuple=tup)["PMLTripletMarginLoss"]
+    np.testing.assert_allclose(float(got), float(ref), rtol=1e-10, atol=1e-12)
+    got.backward()
+    ref.backward()
+    np.testing.assert_allclose(xf.grad.numpy(), xl.grad.numpy(), rtol=1e-8, atol=1e-10)
