@@ -16,7 +16,7 @@ from ...functional.reduction import check_reducer, reduce_elements, reduce_total
 from ...functional.triplet_explicit import squared_l2_triplet_loss, triplet_margin_loss
 from ...functional.triplet_window import explicit_triplet_losses, windowed_triplet_totals
 from ...functional.distances import CosineSimilarity, DotProductSimilarity, LpDistance, safe_sqrt
-from ...functional.mining import BatchHardMiner, MultiSimilarityMiner, hardest_pairs
+from ...functional.mining import BatchHardMiner, LabelCandidates, MultiSimilarityMiner, hardest_pairs
 from ...registry import register_loss
 from ...functional.mining.targets import selection_triplets
 from ._common import explicit_triplets, read_batch, resolve
@@ -109,7 +109,10 @@ class PMLTripletMarginLoss(nn.Layer):
     def _batch_hard(self, x, labels, metric):
         """Batch-hard triplets on the fast core: mined without gradient, ``2N`` pair values recomputed with
         one (no dense ``[N, N]`` gradient); the first extreme wins a tie, as the miner's ``argmax``."""
-        pos, neg = labels.masks()
+        if labels.are_class_ids:  # masks built per block of anchors: no [N, N] matrix
+            pos, neg = LabelCandidates.of(labels.ids, exclude_self=True), None
+        else:
+            pos, neg = labels.masks()
         # L2 is mined and valued squared, then rooted as LpDistance does (exact 0, zero gradient, at 0)
         core = "sqeuclidean" if metric == "euclidean" else metric
         ap, an, has_pos, has_neg = hardest_pairs(self.distance.normalize(x), pos, neg, core, ties="first")
