@@ -49,6 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--json", help="also write the raw rows (JSON lines) to this file")
     p.add_argument("--from-json", metavar="FILE", help="render the report from rows saved with --json")
     p.add_argument("--traceback", action="store_true", help="print tracebacks of failing losses")
+    p.add_argument("--peers", action="store_true",
+                   help="instead of the grid: the PML-compatible losses against pytorch-metric-learning on torch "
+                        "(optional; benchmarks/peers.py; its options: tools/bench.py --peers --help)")
     p.add_argument("--classes", action="store_true",
                    help="instead of the grid: CELoss over FC and the margin heads at 1k-193k classes "
                         "(benchmarks/classes.py; its options: tools/bench.py --classes --help)")
@@ -119,6 +122,9 @@ def main(argv=None):
     if "--classes" in argv:  # the class-count grid has its own options (benchmarks/classes.py)
         from .classes import main as classes_main
         return classes_main([a for a in argv if a != "--classes"])
+    if "--peers" in argv:  # side by side with pytorch-metric-learning, its own options (benchmarks/peers.py)
+        from .peers import main as peers_main
+        return peers_main([a for a in argv if a != "--peers"])
     args = parse_args(argv)
     cfg = config_from(args)
     if args.profile:

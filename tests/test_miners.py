@@ -12,8 +12,8 @@ from paddle_losses.functional.mining import (BatchAllMiner, BatchHardMiner, Mult
 
 
 def test_every_miner_is_listed():
-    assert list_miners() == ["BatchAllMiner", "BatchHardMiner", "MultiSimilarityMiner", "SemiHardMiner",
-                             "TripletMarginMiner"]
+    assert list_miners() == ["BatchAllMiner", "BatchEasyHardMiner", "BatchHardMiner", "MultiSimilarityMiner",
+                             "SemiHardMiner", "TripletMarginMiner"]
 
 
 def test_build_miner_from_mapping_name_and_none():

@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Benchmark every registered metric loss and margin head: ``python tools/bench.py [--quick]``.
+"""Benchmark every registered metric loss and margin head: ``python tools/bench.py [--quick]``;
+``--classes`` runs the large-class grid, ``--peers`` times the PML-compatible losses against
+pytorch-metric-learning.
 
 The benchmark lives in ``benchmarks/`` at the repository root (not in the installed package); see
 docs/performance.md.

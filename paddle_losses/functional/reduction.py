@@ -7,8 +7,9 @@ negative) out of the count:
 * pytorch-metric-learning's reducers, registered as the ``reducer`` kind so that configs name them
   (``reducer: AvgNonZeroReducer``): :class:`MeanReducer` (mean over valid elements, zeros included),
   :class:`AvgNonZeroReducer` (mean over the valid elements that are > 0; PML's default for triplet,
-  contrastive, circle and SupCon losses), :class:`SumReducer`. :func:`divisor_reduce` is ProxyAnchor's
-  ``sum / divisor``.
+  contrastive, circle and SupCon losses), :class:`SumReducer`, :class:`DoNothingReducer` (the elements
+  themselves) and :class:`ThresholdReducer` (mean of the elements within ``(low, high)``).
+  :func:`divisor_reduce` is ProxyAnchor's ``sum / divisor``.
 
 Whenever nothing is counted the result is ``0 · sum(values)``: zero, but still connected to the graph
 (PML returns ``sum(embeddings · 0)``), so ``backward()`` works, yields zero gradients and no NaN appears.
@@ -16,6 +17,8 @@ Whenever nothing is counted the result is ``0 · sum(values)``: zero, but still 
 :func:`row_sum` is here too: the row sums every contrastive loss takes, written as a matrix-vector product
 because that is the fast form on Paddle's CPU kernels.
 """
+from typing import Optional
+
 import paddle
 
 from ..errors import ConfigError
@@ -76,6 +79,8 @@ class Reducer:
     builds the elements).
     """
 
+    accepts_totals = True  # False: only per-element losses can be reduced (no aggregated shortcut)
+
     def elements(self, losses, valid=None):
         raise NotImplementedError
 
@@ -125,7 +130,49 @@ class SumReducer(Reducer):
         return total
 
 
-REDUCERS = ("MeanReducer", "AvgNonZeroReducer", "SumReducer")
+@registry("reducer").register
+class DoNothingReducer(Reducer):
+    """No reduction: the per-element losses themselves (PML's ``DoNothingReducer``).
+
+    With a ``valid`` mask the valid elements come back as a 1-D vector in row-major order (for a pair
+    matrix: PML's order of all pairs); without one, ``losses`` unchanged. The loss value is then a
+    vector, for callers that weight or inspect elements; a training engine needs a scalar.
+    """
+
+    accepts_totals = False
+
+    def elements(self, losses, valid=None):
+        return losses if valid is None else paddle.masked_select(losses, valid)
+
+
+@registry("reducer").register
+class ThresholdReducer(Reducer):
+    """Mean of the valid elements with ``low < l < high`` (PML's ``ThresholdReducer``); either bound may be
+    null, not both. No element in range gives 0 (connected to the graph). ``low=0`` equals
+    ``AvgNonZeroReducer``."""
+
+    accepts_totals = False
+
+    def __init__(self, low: Optional[float] = None, high: Optional[float] = None):
+        if low is None and high is None:
+            raise ConfigError("ThresholdReducer: give low, high or both (at least one bound)")
+        self.low = None if low is None else float(low)
+        self.high = None if high is None else float(high)
+
+    def elements(self, losses, valid=None):
+        keep = paddle.ones_like(losses, dtype="bool") if valid is None else valid
+        if self.low is not None:
+            keep = paddle.logical_and(keep, losses > self.low)
+        if self.high is not None:
+            keep = paddle.logical_and(keep, losses < self.high)
+        w = keep.astype(losses.dtype)
+        return _divide((losses * w).sum(), w.sum())
+
+    def __repr__(self):
+        return f"ThresholdReducer(low={self.low!r}, high={self.high!r})"
+
+
+REDUCERS = ("MeanReducer", "AvgNonZeroReducer", "SumReducer", "DoNothingReducer", "ThresholdReducer")
 
 
 def build_reducer(spec, path="reducer"):

@@ -9,8 +9,7 @@ from typing import Literal
 import paddle
 import paddle.nn.functional as F
 
-from ..functional.masks import same_label
-from ..functional.mining import hardest_pairs
+from ..functional.mining import LabelCandidates, hardest_pairs
 from ..functional.normalize import l2_normalize
 from ..functional.reduction import masked_mean, reduce
 from ..inputs import keyed_features_and_labels
@@ -125,7 +124,7 @@ class TripletAngularMarginLoss(paddle.nn.Layer):
 
     def forward(self, input, target):
         x, y = self._features_and_labels(input, target)
-        return {"TripletAngularMarginLoss": self._terms(x, None, same_label(y), None)}
+        return {"TripletAngularMarginLoss": self._terms(x, None, LabelCandidates.of(y), None)}
 
 
 @register_loss
@@ -181,11 +180,11 @@ class TripletAngularMarginLoss_XBM(TripletAngularMarginLoss):
 
     def forward(self, input, target):
         x, y = self._features_and_labels(input, target)
-        loss = self._terms(x, None, same_label(y), None)
+        loss = self._terms(x, None, LabelCandidates.of(y), None)
         self.xbm.check_batch(x, y)  # before counting the call, so that a rejected batch changes no state
         if count_call(self.iter, self.start_iter):
             keys, key_labels = self.xbm.push(x, y)
-            loss = loss + self.xbm_weight * self._terms(x, keys, same_label(y, key_labels), None)
+            loss = loss + self.xbm_weight * self._terms(x, keys, LabelCandidates.of(y, key_labels), None)
         if loss.ndim == 1:
             loss = loss.reshape([-1, 1])
         return {"TripletAngularMarginLoss_XBM": loss}

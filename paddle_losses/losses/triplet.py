@@ -6,8 +6,7 @@ distance matrix (a single matmul), mined per row with a mask, so any batch compo
 import paddle
 import paddle.nn.functional as F
 
-from ..functional.masks import same_label
-from ..functional.mining import hardest_pairs
+from ..functional.mining import LabelCandidates, hardest_pairs
 from ..functional.normalize import l2_normalize
 from ..functional.reduction import masked_mean
 from ..inputs import keyed_features_and_labels
@@ -20,7 +19,7 @@ def euclidean_batch_hard(x, y, margin, ties):
     Positives include the anchor itself (distance ≈ 1e-6), as in PaddleClas; anchors without a negative
     are left out of the mean (a single-class batch gives a zero that keeps a gradient path).
     """
-    ap, an, has_pos, has_neg = hardest_pairs(x, same_label(y), None, "euclidean", ties=ties)
+    ap, an, has_pos, has_neg = hardest_pairs(x, LabelCandidates.of(y), None, "euclidean", ties=ties)
     return masked_mean(F.relu(ap - an + margin), paddle.logical_and(has_pos, has_neg))
 
 

@@ -8,10 +8,11 @@
 * :mod:`.miners` -- the miner objects configs name (``miner: {name: BatchHardMiner}``), registered as the
   ``miner`` kind.
 """
-from .hardest import Candidates, hardest, hardest_pairs, hardest_positive_negative
-from .miners import (BatchAllMiner, BatchHardMiner, Miner, MultiSimilarityMiner, SemiHardMiner,
+from .hardest import (Candidates, LabelCandidates, hardest, hardest_pairs, hardest_positive_negative,
+                      set_block_rows)
+from .miners import (BatchAllMiner, BatchEasyHardMiner, BatchHardMiner, Miner, MultiSimilarityMiner, SemiHardMiner,
                      TripletMarginMiner, build_miner, list_miners, register_miner)
 
-__all__ = ["Candidates", "hardest", "hardest_pairs", "hardest_positive_negative", "Miner", "BatchHardMiner",
+__all__ = ["Candidates", "LabelCandidates", "set_block_rows", "hardest", "hardest_pairs", "hardest_positive_negative", "Miner", "BatchHardMiner", "BatchEasyHardMiner",
            "BatchAllMiner", "TripletMarginMiner", "SemiHardMiner", "MultiSimilarityMiner", "build_miner",
            "list_miners", "register_miner"]

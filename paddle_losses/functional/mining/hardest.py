@@ -174,6 +174,31 @@ def _pair_values(x, partner, partner_sq, metric, single):
     return paddle.sqrt(paddle.clip(d2, min=1e-12))
 
 
+# Rows mined at once: blocks keep the no-gradient score matrix at about this many elements (64 MiB in
+# float32) so that a large batch never holds an [N, M] matrix; smaller problems run as one block.
+_BLOCK_ELEMENTS = 1 << 24
+_block_rows_setting = None
+
+
+def set_block_rows(rows=None):
+    """Set how many rows batch-hard mining processes at once (``None``: automatic). Returns the previous
+    setting. Results do not depend on it; memory and speed do."""
+    global _block_rows_setting
+    if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool) or rows < 1):
+        raise ValueError(f"block rows must be a positive int or None, got {rows!r}")
+    previous, _block_rows_setting = _block_rows_setting, rows
+    return previous
+
+
+def choose_block_rows(n, m, rows=None):
+    """Rows per mining block for ``n`` anchors against ``m`` keys: ``rows``, else :func:`set_block_rows`'s
+    setting, else all ``n`` while ``n·m`` fits the element budget, else ``budget // m`` (at least 1)."""
+    rows = _block_rows_setting if rows is None else rows
+    if rows is None:
+        rows = n if n * m <= _BLOCK_ELEMENTS else max(1, _BLOCK_ELEMENTS // max(m, 1))
+    return max(1, min(int(rows), n))
+
+
 class Candidates(NamedTuple):
     """Which keys each anchor may pick, in the form the selection consumes; build it once per mask pair
     with :meth:`from_masks` and reuse it while the masks stay the same (e.g. a fixed batch layout)."""
@@ -192,7 +217,76 @@ class Candidates(NamedTuple):
             return cls(paddle.logical_not(pos), paddle.logical_not(neg), pos.any(axis=1), neg.any(axis=1))
 
 
-def hardest_pairs(x, pos, neg, metric, keys=None, ties="split", candidates=None):
+    def rows(self, start, stop):
+        """The candidates of anchors ``start:stop``."""
+        return Candidates(self.pos_excluded[start:stop], self.neg_excluded[start:stop], self.has_pos[start:stop],
+                          self.has_neg[start:stop])
+
+
+class LabelCandidates(NamedTuple):
+    """Candidates given by labels, built one block of anchors at a time (never an ``[N, M]`` mask):
+    positives share the anchor's label (the anchor itself too unless ``exclude_self``), negatives do not."""
+
+    labels: paddle.Tensor      # [N] int
+    key_labels: paddle.Tensor  # [M] int
+    exclude_self: bool = False
+
+    @classmethod
+    def of(cls, labels, key_labels=None, exclude_self=False):
+        labels = labels.reshape([-1])
+        return cls(labels, labels if key_labels is None else key_labels.reshape([-1]), exclude_self)
+
+    def rows(self, start, stop):
+        with paddle.no_grad():
+            same = self.labels[start:stop].reshape([-1, 1]) == self.key_labels.reshape([1, -1])
+            neg_excluded = same
+            pos_excluded = paddle.logical_not(same)
+            if self.exclude_self:
+                cols = paddle.arange(self.key_labels.shape[0], dtype="int64").reshape([1, -1])
+                self_pair = cols == paddle.arange(start, stop, dtype="int64").reshape([-1, 1])
+                pos_excluded = paddle.logical_or(pos_excluded, self_pair)
+            return Candidates(pos_excluded, neg_excluded, paddle.logical_not(pos_excluded.all(axis=1)),
+                              paddle.logical_not(neg_excluded.all(axis=1)))
+
+
+def _concat_weights(parts, dtype):
+    """Per-block eager tie weights (None, or ``(rows, cols, shares)`` with block-local rows) as one; a block
+    without ties contributes its selected column with share 1 for every row."""
+    if all(w is None for _, _, w in parts):
+        return None
+    rows, cols, shares = [], [], []
+    for start, index, w in parts:
+        if w is None:
+            w = (paddle.arange(index.shape[0], dtype="int64"), index, paddle.ones([index.shape[0]], dtype=dtype))
+        rows.append(w[0] + start), cols.append(w[1]), shares.append(w[2])
+    return paddle.concat(rows), paddle.concat(cols), paddle.concat(shares)
+
+
+def _mine_blocks(x, keys, c, metric, ties, rows):
+    """Indices, tie weights and validity of the hardest positive / negative of every anchor, ``rows``
+    anchors at a time (a traced graph runs as one block)."""
+    n = x.shape[0]
+    similar = metric == "dot"
+    if rows >= n or not paddle.in_dynamic_mode():
+        c = c.rows(0, n) if isinstance(c, LabelCandidates) else c
+        scores = _mining_scores(x, keys, metric)
+        pos = _select(scores, c.pos_excluded, largest=not similar, ties=ties)
+        neg = _select(scores, c.neg_excluded, largest=similar, ties=ties, overwrite=True)
+        return pos, neg, c.has_pos, c.has_neg
+    pos_i, neg_i, pos_w, neg_w, has_pos, has_neg = [], [], [], [], [], []
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        cb = c.rows(start, stop)
+        scores = _mining_scores(x[start:stop], keys, metric)
+        pi, pw = _select(scores, cb.pos_excluded, largest=not similar, ties=ties)
+        ni, nw = _select(scores, cb.neg_excluded, largest=similar, ties=ties, overwrite=True)
+        pos_i.append(pi), neg_i.append(ni), pos_w.append((start, pi, pw)), neg_w.append((start, ni, nw))
+        has_pos.append(cb.has_pos), has_neg.append(cb.has_neg)
+    return ((paddle.concat(pos_i), _concat_weights(pos_w, x.dtype)),
+            (paddle.concat(neg_i), _concat_weights(neg_w, x.dtype)), paddle.concat(has_pos), paddle.concat(has_neg))
+
+
+def hardest_pairs(x, pos, neg, metric, keys=None, ties="split", candidates=None, block_rows=None):
     """Hardest positive and negative of every anchor, mined without gradient, values recomputed with one.
 
     Same values and gradients as mining ``hardest`` over the full pairwise matrix of ``metric``
@@ -211,6 +305,11 @@ def hardest_pairs(x, pos, neg, metric, keys=None, ties="split", candidates=None)
         keys: ``[M, D]`` keys; ``None`` means ``x`` itself (gradient flows through both ends of a pair).
         ties: ``"split"`` or ``"first"``.
         candidates: a prebuilt :class:`Candidates` of ``(pos, neg)``; then ``pos`` and ``neg`` are not read.
+            ``pos`` may instead be a :class:`LabelCandidates` (then ``neg`` is not read): the masks are
+            built per block of anchors and no ``[N, M]`` matrix is held.
+        block_rows: anchors mined at once (``None``: :func:`choose_block_rows`, automatic or
+            :func:`set_block_rows`). Values, gradients and tie rules do not depend on it; with tensor
+            masks the blocks only bound the score matrix, with :class:`LabelCandidates` all memory.
 
     Returns:
         ``(ap, an, valid_pos, valid_neg)``, each ``[N]``; values are 0 where a row has no candidate.
@@ -220,12 +319,15 @@ def hardest_pairs(x, pos, neg, metric, keys=None, ties="split", candidates=None)
     if ties not in ("split", "first"):
         raise ValueError(f"ties must be 'split' or 'first', got {ties!r}")
     keys = x if keys is None else keys
-    c = Candidates.from_masks(pos, neg) if candidates is None else candidates
+    if isinstance(pos, LabelCandidates):
+        c = pos
+    else:
+        c = Candidates.from_masks(pos, neg) if candidates is None else candidates
     with paddle.no_grad():
-        scores = _mining_scores(x.detach(), keys.detach(), metric)
-        similar = metric == "dot"
-        pos_index, pos_weight = _select(scores, c.pos_excluded, largest=not similar, ties=ties)
-        neg_index, neg_weight = _select(scores, c.neg_excluded, largest=similar, ties=ties, overwrite=True)
+        rows = choose_block_rows(x.shape[0], keys.shape[0], block_rows)
+        (pos_index, pos_weight), (neg_index, neg_weight), has_pos, has_neg = _mine_blocks(
+            x.detach(), keys.detach(), c, metric, ties, rows)
+    c = Candidates(None, None, has_pos, has_neg)
     needs_sq = metric != "dot" and (pos_weight is not None or neg_weight is not None)
     key_sq = (keys * keys).sum(axis=1) if needs_sq else None
     out = []

@@ -8,6 +8,7 @@ multi-similarity miner), exactly as PML's.
 
 =======================  ==========================================================================
 ``BatchHardMiner``       farthest positive + closest negative per anchor (PML ``BatchHardMiner``)
+``BatchEasyHardMiner``   PML ``BatchEasyHardMiner(pos_strategy, neg_strategy, allowed_*_range)``
 ``BatchAllMiner``        every valid triplet (what PML losses use when no miner is given)
 ``TripletMarginMiner``   PML ``TripletMarginMiner(margin=0.2, type_of_triplets=all|hard|semihard|easy)``
 ``SemiHardMiner``        semi-hard with ``definition="pml"`` (default, = TripletMarginMiner semihard) or
@@ -16,7 +17,7 @@ multi-similarity miner), exactly as PML's.
 ``MultiSimilarityMiner`` PML ``MultiSimilarityMiner(epsilon=0.1)``
 =======================  ==========================================================================
 """
-from typing import Literal, Optional, Union
+from typing import Literal, Optional, Sequence, Union
 
 import paddle
 
@@ -24,6 +25,7 @@ from ...errors import ConfigError
 from ...registry import registry
 from ..distances import build_distance
 from . import selections as M
+from .targets import read_pair_labels
 
 register_miner = registry("miner").register
 
@@ -41,12 +43,17 @@ class Miner:
     def __init__(self, distance=None):
         self.distance = build_distance(distance, self.default_distance)
 
-    def __call__(self, embeddings, labels):
+    def __call__(self, embeddings, labels=None, positive_mask=None):
+        """Mine a batch: ``labels`` are class ids ``[N]``/``[N, 1]`` or multi-hot ``[N, K]``; or give an
+        explicit bool ``positive_mask`` ``[N, N]`` instead (see :mod:`.targets`)."""
+        pos, neg = self._masks(embeddings, labels, positive_mask)
         with paddle.no_grad():
-            x = embeddings.detach()
-            u = self.distance.as_distance(self.distance(x))
-            pos, neg = M.label_masks(labels.reshape([-1]))
+            u = self.distance.as_distance(self.distance(embeddings.detach()))
             return self.mine(u, pos, neg)
+
+    def _masks(self, embeddings, labels, positive_mask):
+        pairs = read_pair_labels(labels, embeddings.shape[0], type(self).__name__, positive_mask)
+        return pairs.masks()
 
     def mine(self, u, pos, neg):
         raise NotImplementedError
@@ -56,15 +63,85 @@ class Miner:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
 
 
-@register_miner
-class BatchHardMiner(Miner):
-    """Hardest positive and hardest negative per anchor; anchors lacking either are dropped."""
+_Strategy = Literal["hard", "semihard", "easy", "all"]
+_Range = Optional[Sequence[float]]
 
-    def __init__(self, distance: Optional[Union[str, dict]] = None):
+
+def _check_range(value, what):
+    if value is None:
+        return None
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise ConfigError(f"{what} must be null or a pair [low, high] of numbers, got {value!r}")
+    lo, hi = float(value[0]), float(value[1])
+    if lo > hi:
+        raise ConfigError(f"{what} must have low <= high, got {value!r}")
+    return lo, hi
+
+
+class _EasyHardMiner(Miner):
+    """Shared body of BatchEasyHardMiner and BatchHardMiner (strategies and allowed ranges as PML 2.x)."""
+
+    def __init__(self, pos_strategy, neg_strategy, allowed_pos_range, allowed_neg_range, distance):
+        name = type(self).__name__
+        for what, value in (("pos_strategy", pos_strategy), ("neg_strategy", neg_strategy)):
+            if value not in M.BATCH_STRATEGIES:
+                raise ConfigError(f"{name}.{what} must be one of {M.BATCH_STRATEGIES}, got {value!r}")
+        if pos_strategy == neg_strategy == "semihard":
+            raise ConfigError(f"{name}: pos_strategy and neg_strategy cannot both be 'semihard'")
+        if {pos_strategy, neg_strategy} == {"semihard", "all"}:
+            raise ConfigError(f"{name}: 'semihard' cannot be combined with 'all'")
         super().__init__(distance)
+        self.pos_strategy, self.neg_strategy = pos_strategy, neg_strategy
+        self.allowed_pos_range = _check_range(allowed_pos_range, f"{name}.allowed_pos_range")
+        self.allowed_neg_range = _check_range(allowed_neg_range, f"{name}.allowed_neg_range")
+
+    def _u_range(self, allowed):
+        # ranges are in the distance's own units; u is the negated similarity for similarities
+        if allowed is None or not self.distance.is_inverted:
+            return allowed
+        return -allowed[1], -allowed[0]
 
     def mine(self, u, pos, neg):
-        return M.batch_hard(u, pos, neg)
+        if (self.pos_strategy, self.neg_strategy) == ("hard", "hard") and self.allowed_pos_range is None \
+                and self.allowed_neg_range is None:
+            return M.batch_hard(u, pos, neg)
+        return M.batch_easy_hard(u, pos, neg, self.pos_strategy, self.neg_strategy,
+                                 self._u_range(self.allowed_pos_range), self._u_range(self.allowed_neg_range))
+
+
+@register_miner
+class BatchHardMiner(_EasyHardMiner):
+    """Hardest positive and hardest negative per anchor; anchors lacking either are dropped.
+
+    ``pos_strategy`` / ``neg_strategy`` (default "hard") and ``allowed_pos_range`` /
+    ``allowed_neg_range`` work as in :class:`BatchEasyHardMiner`; with the defaults this is PML's
+    ``BatchHardMiner`` (which accepts the ranges too).
+    """
+
+    def __init__(self, pos_strategy: _Strategy = "hard", neg_strategy: _Strategy = "hard",
+                 allowed_pos_range: _Range = None, allowed_neg_range: _Range = None,
+                 distance: Optional[Union[str, dict]] = None):
+        super().__init__(pos_strategy, neg_strategy, allowed_pos_range, allowed_neg_range, distance)
+
+
+@register_miner
+class BatchEasyHardMiner(_EasyHardMiner):
+    """PML ``BatchEasyHardMiner``: per anchor one positive and one negative chosen by strategy.
+
+    Strategies ("hard", "semihard", "easy", "all"): a hard positive is the farthest, an easy one the
+    closest; a hard negative is the closest, an easy one the farthest; "semihard" picks the hard one
+    among those on the right side of the other side's pick (not both sides, not with "all"); "all" keeps
+    every pair of that side (the result is then pairs). ``allowed_pos_range`` / ``allowed_neg_range``
+    (``[low, high]``, inclusive, in the distance's units -- similarities for ``CosineSimilarity``) limit
+    the candidates of a picked side (an "all" side keeps every pair, as PML). Anchors lacking a pick are
+    dropped. Returns triplets, or pairs when a side is "all" (triplet losses join pairs on the anchor).
+    """
+
+    def __init__(self, pos_strategy: _Strategy = "easy", neg_strategy: _Strategy = "semihard",
+                 allowed_pos_range: _Range = None, allowed_neg_range: _Range = None,
+                 distance: Optional[Union[str, dict]] = None):
+        super().__init__(pos_strategy, neg_strategy, allowed_pos_range, allowed_neg_range, distance)
 
 
 @register_miner
@@ -120,10 +197,10 @@ class MultiSimilarityMiner(Miner):
         super().__init__(distance)
         self.epsilon = float(epsilon)
 
-    def __call__(self, embeddings, labels):
+    def __call__(self, embeddings, labels=None, positive_mask=None):
+        pos, neg = self._masks(embeddings, labels, positive_mask)
         with paddle.no_grad():
             mat = self.distance(embeddings.detach())
-            pos, neg = M.label_masks(labels.reshape([-1]))
             return M.multi_similarity(self.distance.as_distance(mat), pos, neg, self.epsilon, order=mat)
 
 
@@ -142,5 +219,5 @@ def build_miner(spec, path="miner"):
     return registry("miner").build(spec["name"], {k: v for k, v in spec.items() if k != "name"}, path)
 
 
-__all__ = ["build_miner", "register_miner", "list_miners", "Miner", "BatchHardMiner", "BatchAllMiner",
+__all__ = ["build_miner", "register_miner", "list_miners", "Miner", "BatchHardMiner", "BatchEasyHardMiner", "BatchAllMiner",
            "TripletMarginMiner", "SemiHardMiner", "MultiSimilarityMiner"]

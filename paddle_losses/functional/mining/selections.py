@@ -79,6 +79,70 @@ def batch_hard(u, pos, neg):
     return Triplets(a, paddle.gather(far_pos, a), paddle.gather(near_neg, a))
 
 
+BATCH_STRATEGIES = ("hard", "semihard", "easy", "all")
+
+
+def _pick(u, cand, closest):
+    """Per row: index and value of the closest (smallest ``u``) or farthest candidate, and whether any."""
+    inf = float("inf")
+    if closest:
+        filled = paddle.where(cand, u, paddle.full_like(u, inf))
+        idx = paddle.argmin(filled, axis=1)
+    else:
+        filled = paddle.where(cand, u, paddle.full_like(u, -inf))
+        idx = paddle.argmax(filled, axis=1)
+    return idx, paddle.take_along_axis(filled, idx.reshape([-1, 1]), axis=1), cand.any(axis=1)
+
+
+def _in_range(u, allowed):
+    if allowed is None:
+        return paddle.ones_like(u, dtype="bool")
+    lo, hi = allowed
+    return paddle.logical_and(u >= lo, u <= hi)
+
+
+def batch_easy_hard(u, pos, neg, pos_strategy="easy", neg_strategy="semihard", pos_range=None, neg_range=None):
+    """PML ``BatchEasyHardMiner``: one positive and / or one negative per anchor, by strategy.
+
+    In ``u`` units (smaller is closer): a "hard" positive is the farthest, an "easy" one the closest; a
+    "hard" negative is the closest, an "easy" one the farthest. "semihard" on one side means the hard choice
+    among candidates strictly on the right side of the other side's pick (a positive closer than the chosen
+    negative, or a negative farther than the chosen positive). ``pos_range`` / ``neg_range`` = inclusive
+    ``(lo, hi)`` limits on ``u`` of the picked side's candidates. "all" keeps every pair of that side (its
+    range is not applied, as PML).
+
+    Returns :class:`Triplets` (one per anchor having both picks) when neither side is "all", else
+    :class:`Pairs` (the picked pairs of one side, every pair of the other).
+    """
+    all_pos, all_neg = pos, neg  # PML applies the ranges to the picks only, not to an "all" side
+    pos = paddle.logical_and(pos, _in_range(u, pos_range))
+    neg = paddle.logical_and(neg, _in_range(u, neg_range))
+    pick_pos = lambda cand: _pick(u, cand, closest=pos_strategy == "easy")  # noqa: E731
+    pick_neg = lambda cand: _pick(u, cand, closest=neg_strategy != "easy")  # noqa: E731
+    if pos_strategy == "semihard" and neg_strategy != "all":
+        n_idx, n_val, n_ok = pick_neg(neg)
+        p_idx, _, p_ok = pick_pos(paddle.logical_and(pos, u < n_val))
+    elif neg_strategy == "semihard" and pos_strategy != "all":
+        p_idx, p_val, p_ok = pick_pos(pos)
+        n_idx, _, n_ok = pick_neg(paddle.logical_and(neg, u > p_val))
+    else:
+        if pos_strategy != "all":
+            p_idx, _, p_ok = pick_pos(pos)
+        if neg_strategy != "all":
+            n_idx, _, n_ok = pick_neg(neg)
+
+    def one_per_row(idx, ok):
+        chosen = paddle.arange(u.shape[1], dtype="int64").reshape([1, -1]) == idx.reshape([-1, 1])
+        return paddle.logical_and(chosen, ok.reshape([-1, 1]))
+
+    if "all" not in (pos_strategy, neg_strategy):
+        a = paddle.nonzero(paddle.logical_and(p_ok, n_ok)).reshape([-1])
+        return Triplets(a, paddle.gather(p_idx, a), paddle.gather(n_idx, a))
+    keep_pos = all_pos if pos_strategy == "all" else one_per_row(p_idx, p_ok)
+    keep_neg = all_neg if neg_strategy == "all" else one_per_row(n_idx, n_ok)
+    return Pairs(keep_pos, keep_neg)
+
+
 TRIPLET_TYPES = ("all", "hard", "semihard", "easy")
 
 # Open window ends. Finite on purpose: paddle.searchsorted(right=True) miscounts a query of -inf (3.3.1).

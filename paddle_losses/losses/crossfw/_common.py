@@ -1,11 +1,11 @@
 """Shared plumbing of the cross-framework losses: reading the batch and resolving miners/distances."""
 import paddle.nn as nn
 
-from ...functional.mining import selections as M
 from ...functional.distances import build_distance
-from ...inputs import check_features, check_labels, pick
-from ...errors import InputError
 from ...functional.mining import build_miner
+from ...functional.mining.targets import (read_indices_tuple, read_pair_labels, selection_pair_masks,
+                                          selection_triplets)
+from ...inputs import check_features, check_labels, pick
 
 
 def embeddings_and_labels(owner, input, target, feature_from):
@@ -19,31 +19,47 @@ def resolve(distance, default, miner, owner):
     return build_distance(distance, default, f"{owner}.distance"), build_miner(miner, f"{owner}.miner")
 
 
-def pair_masks(miner, x, labels, owner):
-    """``(pos, neg)`` pair masks: every valid pair, or the pairs a miner kept (triplets become pairs)."""
-    if miner is None:
-        return M.label_masks(labels)
-    sel = miner(x, labels)
-    if isinstance(sel, M.TripletWindow):
-        sel = M.expand_window(sel)
-    if isinstance(sel, M.Triplets):
-        sel = M.triplets_to_pairs(sel, x.shape[0])
-    return sel.pos, sel.neg
+def read_batch(owner, input, target, feature_from, indices_tuple=None, positive_mask=None):
+    """``(x [N, D], pair labels or None, selection or None)`` of a pair/triplet loss call.
+
+    ``indices_tuple`` (PML's precomputed ``(a, p, n)`` / ``(a1, p, a2, n)``) and ``positive_mask``
+    (bool ``[N, N]``) come from the keywords, else from the same keys of the ``input`` dict. With an
+    ``indices_tuple`` the target may be omitted (pair labels are then None).
+    """
+    x = check_features(pick(input, feature_from, owner), owner, what=f"input[{feature_from!r}]")
+    if isinstance(input, dict):
+        indices_tuple = input.get("indices_tuple") if indices_tuple is None else indices_tuple
+        positive_mask = input.get("positive_mask") if positive_mask is None else positive_mask
+    n = x.shape[0]
+    sel = None if indices_tuple is None else read_indices_tuple(indices_tuple, n, owner)
+    if sel is not None and target is None and positive_mask is None:
+        return x, None, sel
+    return x, read_pair_labels(target, n, owner, positive_mask), sel
 
 
-def explicit_triplets(miner, x, labels, owner):
-    """Index vectors ``(a, p, n)`` from a triplet miner (windows are expanded)."""
-    sel = miner(x, labels)
-    if isinstance(sel, M.Pairs):
-        raise InputError(f"{owner} needs triplets, but the miner {type(miner).__name__} returns pairs")
-    if isinstance(sel, M.TripletWindow):
-        sel = M.expand_window(sel)
-    return sel.indices()
+def pair_masks(miner, x, labels, owner, selection=None):
+    """``(pos, neg)`` pair masks: a given selection's, a miner's (triplets become pairs), else every
+    valid pair of ``labels`` (:class:`~...functional.mining.targets.PairLabels`)."""
+    if selection is None:
+        if miner is None:
+            return labels.masks()
+        selection = miner(x, labels)
+    return selection_pair_masks(selection, x.shape[0])
+
+
+def explicit_triplets(miner, x, labels, owner, selection=None):
+    """Index vectors ``(a, p, n)`` of a given selection or of a triplet miner's (windows are expanded,
+    pairs are joined on their anchor as PML's ``convert_to_triplets``)."""
+    if selection is None:
+        selection = miner(x, labels)
+    return selection_triplets(selection).indices()
 
 
 class MinedPairLoss(nn.Layer):
     """Base of the pair-based losses: a distance (``distance`` spec, else ``default_distance``), an optional
-    pair miner, and the ``[N, N]`` matrix plus positive/negative pair masks of a batch."""
+    pair miner, and the ``[N, N]`` matrix plus positive/negative pair masks of a batch (from the labels --
+    class ids or multi-hot -- or a ``positive_mask``, the miner, or a given ``indices_tuple``, which
+    replaces the miner)."""
 
     default_distance = "LpDistance"
 
@@ -51,10 +67,10 @@ class MinedPairLoss(nn.Layer):
         self.distance, self.miner = resolve(distance, self.default_distance, miner, type(self).__name__)
         self.feature_from = feature_from
 
-    def _batch(self, input, target):
+    def _batch(self, input, target, indices_tuple=None, positive_mask=None):
         name = type(self).__name__
-        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
-        pos, neg = pair_masks(self.miner, x, labels, name)
+        x, labels, sel = read_batch(name, input, target, self.feature_from, indices_tuple, positive_mask)
+        pos, neg = pair_masks(self.miner, x, labels, name, sel)
         return self._matrix(x), pos, neg
 
     def _matrix(self, x):

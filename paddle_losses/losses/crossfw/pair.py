@@ -2,6 +2,9 @@
 
 Each works on the ``[N, N]`` matrix of its distance (or similarity) and on positive / negative pair masks
 (every valid pair: same label off the diagonal / different label, or the pairs a miner kept), in O(N²).
+Every ``forward(input, target=None, indices_tuple=None, positive_mask=None)`` accepts class ids, a
+multi-hot label matrix ``[N, K]`` or a bool ``positive_mask`` ``[N, N]``, and PML's precomputed
+``indices_tuple`` (which replaces the miner; a pair listed twice counts once).
 """
 from typing import Optional, Union
 
@@ -10,7 +13,7 @@ import paddle
 import paddle.nn.functional as F
 
 from ...functional.masked_lse import masked_logsumexp
-from ...functional.reduction import check_reducer, reduce_elements
+from ...functional.reduction import DoNothingReducer, check_reducer, reduce_elements
 from ...registry import register_loss
 from ._common import MinedPairLoss
 
@@ -29,7 +32,7 @@ class PMLContrastiveLoss(_PairLoss):
     With a distance ``d`` (default L2 on normalised rows): positive pairs ``relu(d - pos_margin)``, negative
     pairs ``relu(neg_margin - d)`` (not squared). With ``CosineSimilarity`` ``s``: ``relu(pos_margin - s)``
     and ``relu(s - neg_margin)``. Each sub-loss is reduced on its own (default ``AvgNonZeroReducer``), then
-    the two are added.
+    the two are added (``DoNothingReducer``: the positive-pair losses followed by the negative-pair ones).
 
     Args: ``pos_margin=0.0``, ``neg_margin=1.0``, ``distance``, ``reducer``, ``miner`` (pair or triplet
     miner; triplets become their (a,p) and (a,n) pairs, duplicates collapsed), ``feature_from``.
@@ -49,11 +52,15 @@ class PMLContrastiveLoss(_PairLoss):
         self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self._setup(distance, miner, feature_from)
 
-    def forward(self, input, target):
-        mat, pos, neg = self._batch(input, target)
+    def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
+        mat, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
         pos_loss = F.relu(self.distance.margin(mat, self.pos_margin))
         neg_loss = F.relu(self.distance.margin(self.neg_margin, mat))
-        loss = reduce_elements(pos_loss, self.reducer, pos) + reduce_elements(neg_loss, self.reducer, neg)
+        pos_part = reduce_elements(pos_loss, self.reducer, pos)
+        neg_part = reduce_elements(neg_loss, self.reducer, neg)
+        if isinstance(self.reducer, DoNothingReducer):  # no sum of two differently sized vectors
+            return {type(self).__name__: paddle.concat([pos_part, neg_part])}
+        loss = pos_part + neg_part
         return {type(self).__name__: loss}
 
 
@@ -66,7 +73,8 @@ class MultiSimilarityLoss(_PairLoss):
     pairs (use ``miner: {name: MultiSimilarityMiner, epsilon: 0.1}`` for the paper's pair mining). Mean over
     all N rows (rows without pairs count as 0), as PML's ``MeanReducer``.
 
-    Args: ``alpha=2.0``, ``beta=50.0``, ``base=0.5``, ``distance``, ``miner``, ``feature_from``.
+    Args: ``alpha=2.0``, ``beta=50.0``, ``base=0.5``, ``distance``, ``reducer`` (default ``MeanReducer``),
+    ``miner``, ``feature_from``.
 
     Reads ``input[feature_from]`` and labels. Returns ``{"MultiSimilarityLoss": scalar}``.
     """
@@ -77,16 +85,17 @@ class MultiSimilarityLoss(_PairLoss):
     default_distance = "CosineSimilarity"
 
     def __init__(self, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, distance: _Spec = None,
-                 miner: _Spec = None, feature_from: str = "features"):
+                 reducer: _ReducerSpec = "MeanReducer", miner: _Spec = None, feature_from: str = "features"):
         super().__init__()
         self.alpha, self.beta, self.base = float(alpha), float(beta), float(base)
+        self.reducer = check_reducer(reducer)
         self._setup(distance, miner, feature_from)
 
-    def forward(self, input, target):
-        mat, pos, neg = self._batch(input, target)
+    def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
+        mat, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
         pos_term = masked_logsumexp(self.alpha * self.distance.margin(mat, self.base), pos, axis=1, add_one=True)
         neg_term = masked_logsumexp(self.beta * self.distance.margin(self.base, mat), neg, axis=1, add_one=True)
-        return {type(self).__name__: (pos_term / self.alpha + neg_term / self.beta).mean()}
+        return {type(self).__name__: reduce_elements(pos_term / self.alpha + neg_term / self.beta, self.reducer)}
 
 
 @register_loss
@@ -119,8 +128,8 @@ class CircleLoss(_PairLoss):
         if not self.distance.is_inverted:
             raise ValueError("CircleLoss needs a similarity (CosineSimilarity or DotProductSimilarity)")
 
-    def forward(self, input, target):
-        s, pos, neg = self._batch(input, target)
+    def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
+        s, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
         fixed = s.detach()
         logit_p = -self.gamma * F.relu(1.0 + self.m - fixed) * (s - (1.0 - self.m))
         logit_n = self.gamma * F.relu(fixed + self.m) * (s - self.m)
@@ -139,7 +148,8 @@ class LiftedStructureLoss(_PairLoss):
     ``l = relu(x)² / 2`` (the log-sum is 0 when neither has a negative). Mean over the positive pairs.
     ``d`` = L2 on normalised rows by default.
 
-    Args: ``neg_margin=1.0``, ``pos_margin=0.0``, ``distance``, ``miner``, ``feature_from``.
+    Args: ``neg_margin=1.0``, ``pos_margin=0.0``, ``distance``, ``reducer`` (default ``MeanReducer``, over the
+    positive pairs), ``miner``, ``feature_from``.
 
     Reads ``input[feature_from]`` and labels. Returns ``{"LiftedStructureLoss": scalar}``.
     """
@@ -149,13 +159,14 @@ class LiftedStructureLoss(_PairLoss):
     output_keys = ("LiftedStructureLoss",)
 
     def __init__(self, neg_margin: float = 1.0, pos_margin: float = 0.0, distance: _Spec = None,
-                 miner: _Spec = None, feature_from: str = "features"):
+                 reducer: _ReducerSpec = "MeanReducer", miner: _Spec = None, feature_from: str = "features"):
         super().__init__()
         self.neg_margin, self.pos_margin = float(neg_margin), float(pos_margin)
+        self.reducer = check_reducer(reducer)
         self._setup(distance, miner, feature_from)
 
-    def forward(self, input, target):
-        mat, pos, neg = self._batch(input, target)
+    def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
+        mat, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
         row_lse = masked_logsumexp(self.distance.margin(self.neg_margin, mat), neg, axis=1)  # [N]
         has_neg = neg.any(axis=1)
         # log(e^{L_i} + e^{L_j}) over the negatives of i and of j; a row without negatives adds nothing
@@ -167,4 +178,4 @@ class LiftedStructureLoss(_PairLoss):
         neg_part = paddle.where(either, both, paddle.zeros_like(both))
         x = neg_part + self.distance.margin(mat, self.pos_margin)
         loss = F.relu(x) ** 2 / 2
-        return {type(self).__name__: reduce_elements(loss, "MeanReducer", pos)}
+        return {type(self).__name__: reduce_elements(loss, self.reducer, pos)}

@@ -1,4 +1,8 @@
-"""pytorch-metric-learning softmax-style embedding losses: NT-Xent, SupCon, N-pairs."""
+"""pytorch-metric-learning softmax-style embedding losses: NT-Xent, SupCon, N-pairs.
+
+NT-Xent and SupCon accept class ids, multi-hot labels ``[N, K]`` or a ``positive_mask``, and a precomputed
+``indices_tuple``; N-pairs needs class ids (one pair per label) and accepts an ``indices_tuple``.
+"""
 from typing import Optional, Union
 
 import numpy as np
@@ -7,7 +11,10 @@ import paddle
 from ...functional.masked_lse import masked_logsumexp
 from ...functional.reduction import check_reducer, reduce_elements
 from ...registry import register_loss
-from ._common import MinedPairLoss, embeddings_and_labels
+from ...errors import InputError
+from ...functional.mining.selections import Triplets
+from ...functional.mining.targets import class_ids_only
+from ._common import MinedPairLoss, read_batch
 
 _Spec = Optional[Union[str, dict]]
 
@@ -34,7 +41,8 @@ class NTXentLoss(_SimilarityLoss):
     pairs. Stabilised by ``max(s_ij, max_k s_ik)/τ`` (detached) as PML. No negative pair in the batch
     gives 0.
 
-    Args: ``temperature=0.07``, ``distance`` (default cosine), ``miner``, ``feature_from``.
+    Args: ``temperature=0.07``, ``distance`` (default cosine), ``reducer`` (default ``MeanReducer``, over the
+    positive pairs), ``miner``, ``feature_from``.
 
     Reads ``input[feature_from]`` and labels. Returns ``{"NTXentLoss": scalar}``.
     """
@@ -43,16 +51,17 @@ class NTXentLoss(_SimilarityLoss):
     input_key_params = ("feature_from",)
     output_keys = ("NTXentLoss",)
 
-    def __init__(self, temperature: float = 0.07, distance: _Spec = None, miner: _Spec = None,
-                 feature_from: str = "features"):
+    def __init__(self, temperature: float = 0.07, distance: _Spec = None,
+                 reducer: Union[str, dict] = "MeanReducer", miner: _Spec = None, feature_from: str = "features"):
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"NTXentLoss: temperature must be > 0, got {temperature!r}")
         self.temperature = float(temperature)
+        self.reducer = check_reducer(reducer)
         self._setup(distance, miner, feature_from)
 
-    def forward(self, input, target):
-        s, pos, neg = self._batch(input, target)
+    def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
+        s, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
         z = s / self.temperature
         has_neg = neg.any(axis=1, keepdim=True)
         with paddle.no_grad():
@@ -66,7 +75,7 @@ class NTXentLoss(_SimilarityLoss):
         scale = paddle.exp(paddle.where(has_neg.expand_as(z), safe_max - top, paddle.zeros_like(z)))
         denominator = scale * neg_sum + numerator
         losses = -paddle.log(numerator / denominator + _tiny(z.dtype))
-        loss = reduce_elements(losses, "MeanReducer", pos)
+        loss = reduce_elements(losses, self.reducer, pos)
         any_neg = neg.any()
         return {type(self).__name__: paddle.where(any_neg, loss, loss * 0.0)}
 
@@ -98,8 +107,8 @@ class PMLSupConLoss(_SimilarityLoss):
         self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self._setup(distance, miner, feature_from)
 
-    def forward(self, input, target):
-        s, pos, neg = self._batch(input, target)
+    def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
+        s, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
         z = s / self.temperature
         log_den = masked_logsumexp(z, paddle.logical_or(pos, neg), axis=1).reshape([-1, 1])
         w = pos.astype(z.dtype)
@@ -115,7 +124,8 @@ class PMLNPairsLoss(_SimilarityLoss):
     One pair per label: for every label with at least two samples, the anchor is its smallest index and the
     positive the next smallest. With ``S_rc = sim(anchor_r, positive_c)`` (``DotProductSimilarity`` on
     normalised rows by default, i.e. cosine), ``l_r = CE(S_r, r)``; mean over the pairs. No L2 regulariser.
-    A batch with no pair gives 0.
+    A batch with no pair gives 0. With an ``indices_tuple`` the pairs are its positive pairs ``(a, p)``,
+    keeping the first pair of each anchor label (PML's rule). Multi-hot labels are refused (InputError).
 
     Args: ``distance``, ``feature_from``.
 
@@ -131,9 +141,15 @@ class PMLNPairsLoss(_SimilarityLoss):
         super().__init__()
         self._setup(distance, None, feature_from)
 
-    def forward(self, input, target):
+    def forward(self, input, target=None, indices_tuple=None):
         name = type(self).__name__
-        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
+        x, pair_labels, sel = read_batch(name, input, target, self.feature_from, indices_tuple)
+        if pair_labels is None:
+            raise InputError(f"{name} needs class-id labels also with an indices_tuple (one pair per label)")
+        labels = class_ids_only(pair_labels, name)
+        s = -self.distance.as_distance(self.distance(x))
+        if sel is not None:
+            return {name: self._given_pairs_loss(s, labels, sel)}
         n = x.shape[0]
         order = paddle.argsort(labels * n + paddle.arange(n, dtype="int64"))
         sorted_labels = paddle.gather(labels, order)
@@ -146,8 +162,23 @@ class PMLNPairsLoss(_SimilarityLoss):
         is_anchor = paddle.scatter(paddle.zeros([n], dtype="int64"), order, anchor_sorted.astype("int64")) > 0
         is_positive = paddle.scatter(paddle.zeros([n], dtype="int64"), order, positive_sorted.astype("int64")) > 0
         partner = paddle.scatter(paddle.zeros([n], dtype="int64"), order, next_index)
-        s = -self.distance.as_distance(self.distance(x))
         cols = is_positive.reshape([1, -1]).expand([n, n])
         lse = masked_logsumexp(s, cols, axis=1)
         target_logit = paddle.take_along_axis(s, partner.reshape([-1, 1]), axis=1).squeeze(1)
         return {name: reduce_elements(lse - target_logit, "MeanReducer", is_anchor)}
+
+    @staticmethod
+    def _given_pairs_loss(s, labels, sel):
+        """PML's rule for a given tuple: its positive pairs ``(a, p)``, the first pair of each anchor label."""
+        a, p = (sel.a, sel.p) if isinstance(sel, Triplets) else (sel.a1, sel.p)
+        m = a.shape[0]
+        if m == 0:
+            return s.sum() * 0.0
+        keys = paddle.gather(labels, a) * m + paddle.arange(m, dtype="int64")
+        order = paddle.argsort(keys)
+        sorted_labels = paddle.gather(labels, paddle.gather(a, order))
+        is_first = paddle.concat([paddle.ones([1], dtype="bool"), sorted_labels[1:] != sorted_labels[:-1]])
+        keep = paddle.gather(order, paddle.nonzero(is_first).reshape([-1]))
+        a, p = paddle.gather(a, keep), paddle.gather(p, keep)
+        logits = paddle.gather(paddle.gather(s, a, axis=0), p, axis=1)  # [pairs, pairs], target = diagonal
+        return (paddle.logsumexp(logits, axis=1) - paddle.diagonal(logits)).mean()

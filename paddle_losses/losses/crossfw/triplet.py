@@ -1,16 +1,25 @@
-"""Triplet losses with pytorch-metric-learning, PyTorch/Paddle and Keras semantics, over mined batches."""
+"""Triplet losses with pytorch-metric-learning, PyTorch/Paddle and Keras semantics, over mined batches.
+
+Every ``forward(input, target=None, indices_tuple=None, positive_mask=None)`` accepts class ids, a
+multi-hot label matrix ``[N, K]`` or a bool ``positive_mask`` ``[N, N]`` (see
+``functional.mining.targets``), and PML's precomputed ``indices_tuple``: ``(a, p, n)`` triplets, or
+``(a1, p, a2, n)`` pairs joined on their anchor into triplets; a given tuple replaces the miner.
+"""
 from typing import Literal, Optional, Union
 
 import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
 
 from ...functional.mining import selections as M
 from ...functional.reduction import check_reducer, reduce_elements, reduce_totals
 from ...functional.triplet_explicit import squared_l2_triplet_loss, triplet_margin_loss
 from ...functional.triplet_window import explicit_triplet_losses, windowed_triplet_totals
-from ...functional.mining import MultiSimilarityMiner
+from ...functional.distances import CosineSimilarity, DotProductSimilarity, LpDistance, safe_sqrt
+from ...functional.mining import BatchHardMiner, LabelCandidates, MultiSimilarityMiner, hardest_pairs
 from ...registry import register_loss
-from ._common import embeddings_and_labels, explicit_triplets, resolve
+from ...functional.mining.targets import selection_triplets
+from ._common import explicit_triplets, read_batch, resolve
 
 _Spec = Optional[Union[str, dict]]
 
@@ -40,6 +49,10 @@ class PMLTripletMarginLoss(nn.Layer):
     (default ``AvgNonZeroReducer``: mean over triplets with ``l > 0``) turns them into a scalar. No valid
     triplet gives 0 with an all-zero gradient.
 
+    Speed: with ``BatchHardMiner`` (hard/hard, no ranges) on the loss's own distance (L2 with power 1 or 2,
+    cosine, dot product) and no ``swap``, mining and loss run on the batch-hard core
+    (``functional.mining.hardest_pairs``): one matmul without gradient and ``O(N·D)`` backward.
+
     Memory: "all triplets" and ``TripletMarginMiner`` selections are reduced in O(N²) (sorted negatives and
     prefix sums, ``functional.triplet_window``) when the miner's distance equals the loss's and neither
     ``swap`` nor ``smooth_loss`` is set; otherwise the mined triplets are listed (O(#triplets)).
@@ -51,7 +64,8 @@ class PMLTripletMarginLoss(nn.Layer):
         triplets_per_anchor: only ``"all"`` (PML's random subsampling by an integer is not offered).
         distance: ``None`` (``LpDistance()``), a name or ``{name: LpDistance, p: 2, power: 1,
             normalize_embeddings: true}`` / ``CosineSimilarity`` / ``DotProductSimilarity``.
-        reducer: ``AvgNonZeroReducer`` | ``MeanReducer`` | ``SumReducer``.
+        reducer: ``AvgNonZeroReducer`` | ``MeanReducer`` | ``SumReducer`` | ``DoNothingReducer`` |
+            ``{name: ThresholdReducer, low, high}`` (the last two list the triplets explicitly).
         miner: ``None`` or ``{name: BatchHardMiner | BatchAllMiner | TripletMarginMiner | SemiHardMiner, ...}``.
         feature_from: key of the embeddings in the model-output dict.
 
@@ -79,25 +93,57 @@ class PMLTripletMarginLoss(nn.Layer):
         _reject_pair_miner(self.miner, name)
         self.feature_from = feature_from
 
+    def _batch_hard_metric(self):
+        """The fast core's metric when the miner is plain batch-hard on the loss's own distance, else None."""
+        m, d = self.miner, self.distance
+        if (not isinstance(m, BatchHardMiner) or (m.pos_strategy, m.neg_strategy) != ("hard", "hard")
+                or m.allowed_pos_range is not None or m.allowed_neg_range is not None or m.distance != d
+                or self.swap):
+            return None
+        if isinstance(d, LpDistance) and float(d.p) == 2.0 and float(d.power) in (1.0, 2.0):
+            return "euclidean" if float(d.power) == 1.0 else "sqeuclidean"
+        if isinstance(d, (CosineSimilarity, DotProductSimilarity)):
+            return "dot"
+        return None
+
+    def _batch_hard(self, x, labels, metric):
+        """Batch-hard triplets on the fast core: mined without gradient, ``2N`` pair values recomputed with
+        one (no dense ``[N, N]`` gradient); the first extreme wins a tie, as the miner's ``argmax``."""
+        if labels.are_class_ids:  # masks built per block of anchors: no [N, N] matrix
+            pos, neg = LabelCandidates.of(labels.ids, exclude_self=True), None
+        else:
+            pos, neg = labels.masks()
+        # L2 is mined and valued squared, then rooted as LpDistance does (exact 0, zero gradient, at 0)
+        core = "sqeuclidean" if metric == "euclidean" else metric
+        ap, an, has_pos, has_neg = hardest_pairs(self.distance.normalize(x), pos, neg, core, ties="first")
+        if metric == "euclidean":
+            ap, an = safe_sqrt(ap), safe_sqrt(an)
+        u_ap, u_an = (-ap, -an) if self.distance.is_inverted else (ap, an)
+        z = u_ap - u_an + self.margin
+        losses = F.softplus(z) if self.smooth_loss else F.relu(z)
+        return reduce_elements(losses, self.reducer, paddle.logical_and(has_pos, has_neg))
+
     def _selection(self, x, labels, u):
         if self.miner is None:
-            pos, neg = M.label_masks(labels)
+            pos, neg = labels.masks()
             return M.all_triplets(u.detach(), pos, neg, self.distance)
         return self.miner(x, labels)
 
-    def forward(self, input, target):
+    def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
         name = type(self).__name__
-        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
+        x, labels, sel = read_batch(name, input, target, self.feature_from, indices_tuple, positive_mask)
+        metric = self._batch_hard_metric() if sel is None else None
+        if metric is not None:
+            return {name: self._batch_hard(x, labels, metric)}
         u = self.distance.as_distance(self.distance(x))
-        sel = self._selection(x, labels, u)
+        if sel is None:
+            sel = self._selection(x, labels, u)
         windowed = (isinstance(sel, M.TripletWindow) and sel.distance == self.distance
-                    and not self.swap and not self.smooth_loss)
+                    and not self.swap and not self.smooth_loss and self.reducer.accepts_totals)
         if windowed:
             total, count, count_pos = windowed_triplet_totals(u, sel, self.margin)
             return {name: reduce_totals(total, count, count_pos, self.reducer)}
-        if isinstance(sel, M.TripletWindow):
-            sel = M.expand_window(sel)
-        a, p, n = sel.indices()
+        a, p, n = selection_triplets(sel).indices()
         losses = explicit_triplet_losses(u, a, p, n, self.margin, self.swap, self.smooth_loss)
         return {name: reduce_elements(losses, self.reducer)}
 
@@ -112,10 +158,10 @@ class _ExplicitTripletLoss(nn.Layer):
         _reject_pair_miner(self.miner, name)
         self.feature_from = feature_from
 
-    def _mined_triplets(self, input, target):
+    def _mined_triplets(self, input, target, indices_tuple=None, positive_mask=None):
         name = type(self).__name__
-        x, labels = embeddings_and_labels(name, input, target, self.feature_from)
-        a, p, n = explicit_triplets(self.miner, x, labels, name)
+        x, labels, sel = read_batch(name, input, target, self.feature_from, indices_tuple, positive_mask)
+        a, p, n = explicit_triplets(self.miner, x, labels, name, sel)
         return paddle.gather(x, a), paddle.gather(x, p), paddle.gather(x, n)
 
 
@@ -152,8 +198,8 @@ class MinedTripletMarginLoss(_ExplicitTripletLoss):
         self.swap, self.reduction = bool(swap), reduction
         self._setup_triplet_miner(miner, feature_from)
 
-    def forward(self, input, target):
-        losses = triplet_margin_loss(*self._mined_triplets(input, target), self.margin, self.p, self.eps,
+    def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
+        losses = triplet_margin_loss(*self._mined_triplets(input, target, indices_tuple, positive_mask), self.margin, self.p, self.eps,
                                      self.swap, reduction="none")
         return {type(self).__name__: _empty_mean(losses, self.reduction)}
 
@@ -184,6 +230,6 @@ class SquaredL2TripletLoss(_ExplicitTripletLoss):
         self.alpha, self.reduction = float(alpha), reduction
         self._setup_triplet_miner(miner, feature_from)
 
-    def forward(self, input, target):
-        losses = squared_l2_triplet_loss(*self._mined_triplets(input, target), self.alpha, reduction="none")
+    def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
+        losses = squared_l2_triplet_loss(*self._mined_triplets(input, target, indices_tuple, positive_mask), self.alpha, reduction="none")
         return {type(self).__name__: _empty_mean(losses, self.reduction)}
