@@ -12,6 +12,14 @@ the backward of Paddle's ``p_norm`` kernel costs about ten times more on CPU. Fo
 sum of squares is a matrix-vector product and the division a multiplication by ``rsqrt`` or the
 reciprocal (same values to rounding; forward + backward of ``[256, 128]`` drops from 220–280 to 165–230
 µs, a tenth of a step at that size).
+
+Scale safety: ``Σ x²`` overflows float32 once a row's entries pass about 1e19 (and underflows below about
+1e-19, which breaks ``plain``). A row whose largest magnitude lies outside ``[2^-40, 2^40]`` is therefore
+first multiplied by a power of two ``2^-k`` (``k`` the exponent of its max-abs), an exact operation, and the
+epsilon with it where the variant has one, so the result is the same function of ``x``; every other row is
+multiplied by exactly 1, so ordinary inputs give bit-identical values and gradients. The factor is computed
+without gradient (the normalised row does not depend on it). Half-precision input is computed in float32
+and returned in float32.
 """
 import paddle
 
@@ -23,16 +31,39 @@ VARIANTS = ("plain", "clamp", "add")
 # epsilon, so values are unchanged while the square root's gradient stays finite on a zero row.
 _ADD_FLOOR = 1e-30
 
+# Rows whose max-abs exponent lies within [-_SAFE_EXP, _SAFE_EXP] are left unscaled: their squares and sums
+# stay far inside float32's range (2^80 * D even for D ~ 1e14).
+_SAFE_EXP = 40
+# Variants with an epsilon scale it (and its square) with the row: a factor above 2^60 would overflow eps²
+# in float32. Rows that small have a norm far below eps anyway, so the variant's floor decides them.
+_MAX_UPSCALE_EXP = 60
+
+
+def _row_scale(x, axis, with_eps):
+    """``2^-k`` per row (kept dims), ``k = floor(log2(max|x|))`` where that lies outside the safe range, else 1."""
+    m = paddle.max(paddle.abs(x.detach()), axis=axis, keepdim=True)
+    tiny = float(paddle.finfo(x.dtype).tiny)
+    k = paddle.floor(paddle.log2(paddle.clip(m, min=tiny)))
+    k = paddle.where(paddle.abs(k) > _SAFE_EXP, k, paddle.zeros_like(k))
+    if with_eps:
+        k = paddle.clip(k, min=-_MAX_UPSCALE_EXP)
+    return paddle.pow(paddle.full_like(k, 2.0), -k)
+
 
 def l2_normalize(x, variant="clamp", axis=-1, eps=1e-12):
     """Normalise ``x`` to unit L2 norm along ``axis`` with the given variant (see module docstring)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown normalisation variant {variant!r}; expected one of {VARIANTS}")
+    if x.dtype in (paddle.float16, paddle.bfloat16):
+        x = paddle.cast(x, "float32")
+    scale = _row_scale(x, axis, with_eps=variant != "plain")
+    x = x * scale
     rows = x.ndim == 2 and axis in (-1, 1)
     sq = row_sum(x * x, keepdim=True) if rows else (x * x).sum(axis=axis, keepdim=True)
     if variant == "plain":
         return x * paddle.rsqrt(sq)
+    eps = eps * scale  # the same function of the unscaled row; exactly eps where scale is 1
     if variant == "clamp":
-        # max(sqrt(s), eps) == sqrt(max(s, eps²)), and the clip keeps the gradient finite on a zero row.
-        return x * paddle.rsqrt(paddle.clip(sq, min=eps * eps))
-    return x * paddle.reciprocal(paddle.sqrt(paddle.clip(sq, min=_ADD_FLOOR)) + eps)
+        # max(sqrt(s), eps) == sqrt(max(s, eps²)), and the floor keeps the gradient finite on a zero row.
+        return x * paddle.rsqrt(paddle.maximum(sq, eps * eps))
+    return x * paddle.reciprocal(paddle.sqrt(paddle.maximum(sq, _ADD_FLOOR * scale * scale)) + eps)

@@ -21,6 +21,7 @@ from typing import Literal, Optional, Union
 import paddle
 
 from ...errors import ConfigError
+from ...inputs import compute_dtype
 from ...registry import registry
 from ..distances import build_distance
 from . import selections as M
@@ -34,7 +35,10 @@ def list_miners(pattern=None):
 
 
 class Miner:
-    """Base: computes the miner's distance on detached embeddings and label masks, then :meth:`mine`."""
+    """Base: computes the miner's distance on detached embeddings and label masks, then :meth:`mine`.
+
+    Half-precision embeddings are mined in float32 (``paddle_losses.inputs.compute_dtype``).
+    """
 
     default_distance = "LpDistance"
 
@@ -43,7 +47,7 @@ class Miner:
 
     def __call__(self, embeddings, labels):
         with paddle.no_grad():
-            x = embeddings.detach()
+            x = compute_dtype(embeddings.detach(), type(self).__name__, "embeddings")
             u = self.distance.as_distance(self.distance(x))
             pos, neg = M.label_masks(labels.reshape([-1]))
             return self.mine(u, pos, neg)
@@ -122,7 +126,7 @@ class MultiSimilarityMiner(Miner):
 
     def __call__(self, embeddings, labels):
         with paddle.no_grad():
-            mat = self.distance(embeddings.detach())
+            mat = self.distance(compute_dtype(embeddings.detach(), type(self).__name__, "embeddings"))
             pos, neg = M.label_masks(labels.reshape([-1]))
             return M.multi_similarity(self.distance.as_distance(mat), pos, neg, self.epsilon, order=mat)
 
