@@ -3,7 +3,8 @@
 
 Three parts, one summary line each:
 
-1. golden replays: every test named ``golden`` (the recorded PaddleClas / peer-framework cases), run with
+1. golden replays: every test named ``golden`` (the recorded PaddleClas / peer-framework cases) and the AMP
+   scaler checkpoint test, run with
    ``PADDLE_LOSSES_TEST_DEVICE=gpu`` so that every tensor lives on the GPU;
 2. AMP: the quick-start training (configs/quickstart.yaml, 2 short epochs) with ``AMP.level`` O1 and O2,
    asserting finite losses and metrics;
@@ -46,8 +47,8 @@ def _last_line(text, needle=""):
 
 def part_golden():
     env = dict(os.environ, PADDLE_LOSSES_TEST_DEVICE="gpu")
-    rc, out, secs = _run([sys.executable, "-m", "pytest", "tests", "-q", "-k", "golden", "-p", "no:randomly"],
-                         LIMITS["golden"], env)
+    cmd = [sys.executable, "-m", "pytest", "tests", "-q", "-k", "golden or amp_scaler"]
+    rc, out, secs = _run(cmd, LIMITS["golden"], env)
     status = "timed out" if rc is None else ("ok" if rc == 0 else "FAILED")
     return rc == 0, f"golden replays on gpu: {status}, {_last_line(out, ' in ') or 'no summary'} ({secs:.0f}s)"
 

@@ -94,3 +94,19 @@ def test_ema_best_model_holds_the_averaged_weights_and_latest_the_trained_ones(t
     np.testing.assert_allclose(np.asarray(best[key]), averaged[key], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(latest[key]), trained[key], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(states["ema"][key]), averaged[key], rtol=1e-6)
+
+
+@pytest.mark.skipif(not (paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0),
+                    reason="Paddle's GradScaler only acts on CUDA/XPU devices (run by tools/gpu_check.py)")
+def test_amp_scaler_state_is_checkpointed_and_resumed_on_gpu(tmp_path):
+    amp = "AMP={'level': 'O1', 'scale_loss': 1024.0, 'use_dynamic_loss_scaling': True}"
+    engine = build_engine(QUICKSTART, fast(tmp_path / "run", epochs=1, iters=3,
+                                           extra=[amp, "Global.device=gpu"]))
+    engine.train()
+    saved = safe_load(os.path.join(tmp_path, "run", "latest.pdstates"))["amp_scaler"]
+    assert saved == engine.amp.state_dict() and saved
+    resumed = build_engine(QUICKSTART, fast(tmp_path / "run", epochs=2, iters=3, extra=[
+        amp, "Global.device=gpu", f"Global.checkpoints={tmp_path / 'run' / 'latest'}"]))
+    assert resumed.amp.state_dict().keys() == saved.keys()
+    for k in saved:
+        np.testing.assert_allclose(np.asarray(resumed.amp.state_dict()[k]), np.asarray(saved[k]))
