@@ -214,8 +214,8 @@ class Engine:
         self.amp = AmpRunner(AmpSettings(self.config.get("AMP"), self.device), self.logger)
         if self.mode == "train":
             self.model, self.optimizers = self.amp.decorate(self.model, self.optimizers)
-        decay = ema_decay(self.config.get("EMA"))
-        self.ema = ModelEMA(self.model, decay) if decay is not None else None
+        decay = ema_decay(self.config.get("EMA"))  # validated in eval mode too, used in training only
+        self.ema = ModelEMA(self.model, decay) if decay is not None and self.mode == "train" else None
 
     def _restore_checkpoint(self):
         """Resume from ``Global.checkpoints`` (train mode): weights, optimizer, LR, best metric, history."""
