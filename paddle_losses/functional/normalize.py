@@ -81,21 +81,26 @@ def l2_normalize(x, variant="clamp", axis=-1, eps=1e-12):
         x = paddle.cast(x, "float32")
     rows = x.ndim == 2 and axis in (-1, 1)
     sq = _sum_sq(x, axis, rows)
-    if not (paddle.in_dynamic_mode() and _in_range(sq, variant)):
-        # some row's sum of squares overflowed (or, for ``plain``, underflowed): redo it on rescaled rows.
-        # While tracing this path is taken for every input (same values, a few more operations).
-        scale = _row_scale(x, axis, variant != "plain", rows)
-        x = x * scale
-        sq = _sum_sq(x, axis, rows)
-        eps = eps * scale  # the same function of the unscaled row; exactly eps where scale is 1
-        add_floor = _ADD_FLOOR * scale * scale
-    else:
-        add_floor = _ADD_FLOOR
+    if paddle.in_dynamic_mode() and _in_range(sq, variant):
+        return _divide(x, sq, variant, eps)
+    # some row's sum of squares overflowed (or, for ``plain``, underflowed): redo it on rescaled rows. While
+    # tracing this path is taken for every input (same values, a few more operations).
+    scale = _row_scale(x, axis, variant != "plain", rows)
+    x = x * scale
+    sq = _sum_sq(x, axis, rows)
+    if variant == "plain":
+        return x * paddle.rsqrt(sq)
+    eps = eps * scale  # the same function of the unscaled row; exactly eps where scale is 1
+    if variant == "clamp":
+        return x * paddle.rsqrt(paddle.maximum(sq, eps * eps))
+    return x * paddle.reciprocal(paddle.sqrt(paddle.maximum(sq, _ADD_FLOOR * scale * scale)) + eps)
+
+
+def _divide(x, sq, variant, eps):
+    """``x`` over its norm from the row sums of squares ``sq`` (scalar ``eps``)."""
     if variant == "plain":
         return x * paddle.rsqrt(sq)
     if variant == "clamp":
-        # max(sqrt(s), eps) == sqrt(max(s, eps²)), and the floor keeps the gradient finite on a zero row.
-        return x * paddle.rsqrt(paddle.maximum(sq, eps * eps) if isinstance(eps, paddle.Tensor)
-                                else paddle.clip(sq, min=eps * eps))
-    floored = paddle.maximum(sq, add_floor) if isinstance(add_floor, paddle.Tensor) else paddle.clip(sq, min=add_floor)
-    return x * paddle.reciprocal(paddle.sqrt(floored) + eps)
+        # max(sqrt(s), eps) == sqrt(max(s, eps²)), and the clip keeps the gradient finite on a zero row.
+        return x * paddle.rsqrt(paddle.clip(sq, min=eps * eps))
+    return x * paddle.reciprocal(paddle.sqrt(paddle.clip(sq, min=_ADD_FLOOR)) + eps)
