@@ -33,7 +33,7 @@ VARIANTS = ("plain", "clamp", "add")
 # epsilon, so values are unchanged while the square root's gradient stays finite on a zero row.
 _ADD_FLOOR = 1e-30
 
-# Rows whose max-abs exponent lies within [-_SAFE_EXP, _SAFE_EXP] are left unscaled: their squares and sums
+# Rows whose L1-norm exponent lies within [-_SAFE_EXP, _SAFE_EXP] are left unscaled: their squares and sums
 # stay far inside float32's range (2^80 * D even for D ~ 1e14).
 _SAFE_EXP = 40
 # Variants with an epsilon scale it (and its square) with the row: a factor above 2^60 would overflow eps²
