@@ -6,6 +6,13 @@ PaddleClas hands a loss ``(input, target)``: ``input`` is the model-output dict 
 dtypes and values so that a bad batch fails here with a message saying what was expected, not deep inside
 a Paddle kernel.
 
+Mixed precision: float16 and bfloat16 tensors (what a model under ``paddle.amp.auto_cast`` hands a loss) are
+cast to float32 here (:func:`compute_dtype`). Paddle's CPU build registers few half-precision kernels, and
+the exponentials, soft-max and log-sum-exp of the losses overflow or lose all precision in 16 bits, so
+every loss and head computes in float32 and returns float32; ``paddle.cast`` is differentiable, so the
+gradient reaches the input in its own dtype. float64 is kept as is. Any other dtype is refused with an
+InputError naming it and the accepted ones.
+
 Value checks that need the host (NaN scan) run only in dynamic mode, so losses stay traceable by
 ``paddle.jit.to_static``; they can be switched off for speed with :func:`set_value_checks`.
 """
@@ -50,6 +57,28 @@ def pick(input, key, owner, allow_tensor=True):
     raise InputError(f"{owner} expects a dict of model outputs or a Tensor, got {type(input).__name__}")
 
 
+ACCEPTED_FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+_HALF = (paddle.float16, paddle.bfloat16)
+
+
+def _dtype_name(dtype):
+    return str(dtype).replace("paddle.", "")
+
+
+def compute_dtype(x, owner, what="input", allow_float64=True):
+    """Return ``x`` in the dtype a loss computes in: float16/bfloat16 -> float32, float32/float64 unchanged.
+
+    Raises InputError naming the dtype and the accepted ones for integer, bool, complex or other tensors.
+    """
+    if x.dtype in _HALF:
+        return paddle.cast(x, "float32")
+    if x.dtype == paddle.float32 or (allow_float64 and x.dtype == paddle.float64):
+        return x
+    accepted = ACCEPTED_FLOAT_DTYPES if allow_float64 else ACCEPTED_FLOAT_DTYPES[:3]
+    raise InputError(f"{owner}: {what} must be a floating-point tensor ({', '.join(accepted)}), "
+                     f"got {_dtype_name(x.dtype)}")
+
+
 def check_finite(x, owner, what="input"):
     """Raise InputError if ``x`` holds NaN or Inf (dynamic mode only)."""
     if _VALUE_CHECKS and _dynamic() and x.size > 0 and not bool(paddle.isfinite(x).all()):
@@ -58,16 +87,19 @@ def check_finite(x, owner, what="input"):
 
 
 def check_features(x, owner, what="features", ndim=2, allow_float64=True):
-    """Validate a float feature tensor of rank ``ndim`` with a non-empty batch and finite values."""
+    """Validate a float feature tensor of rank ``ndim`` with a non-empty batch and finite values.
+
+    Returns it in its compute dtype (:func:`compute_dtype`: half precision comes back as float32); callers
+    must use the returned tensor.
+    """
     if not is_tensor(x):
         raise InputError(f"{owner}: {what} must be a paddle.Tensor, got {type(x).__name__}")
     if ndim is not None and x.ndim != ndim:
         expected = "[N, D]" if ndim == 2 else f"rank {ndim}"
         raise InputError(f"{owner}: {what} must have shape {expected}, got shape {list(x.shape)}")
-    if not paddle.is_floating_point(x):
-        raise InputError(f"{owner}: {what} must be a floating-point tensor, got {x.dtype}")
     if not allow_float64 and x.dtype == paddle.float64:
-        raise InputError(f"{owner}: {what} must be float32/float16 (state is float32), got float64")
+        raise InputError(f"{owner}: {what} must be float16, bfloat16 or float32 (state is float32), got float64")
+    x = compute_dtype(x, owner, what, allow_float64)
     if _dynamic() and x.ndim >= 1 and x.shape[0] == 0:
         raise InputError(f"{owner}: empty batch ({what} has shape {list(x.shape)}); expected at least one sample")
     check_finite(x, owner, what)

@@ -13,6 +13,14 @@ if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
 
 
+def pytest_configure(config):
+    """``PADDLE_LOSSES_TEST_DEVICE=gpu`` runs the suite on that device (tools/gpu_check.py uses it)."""
+    device = os.environ.get("PADDLE_LOSSES_TEST_DEVICE")
+    if device:
+        import paddle
+        paddle.set_device(device)
+
+
 @pytest.fixture
 def scratch_registry():
     """Register test-only parts for the duration of a test, then restore every kind's table."""

@@ -28,6 +28,7 @@ import random
 import time
 import warnings
 from collections import OrderedDict
+from contextlib import nullcontext
 
 import numpy as np
 import paddle
@@ -40,7 +41,9 @@ from ..config import AttrDict, format_config
 from ..errors import ConfigError, ConfigWarning, InputError, TrainingError
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
+from .amp import AmpRunner, AmpSettings
 from .data import SynchronousLoader, bad_samples, build_dataset, loader_failure
+from .ema import ModelEMA, ema_decay
 from .diagnostics import batch_diagnostics, feature_key_and_margin, memory_fill, nonfinite_report
 from .global_config import validate_global
 from .logging import (AverageMeter, Progress, VisualDLWriter, banner_lines, best_line, diag_line, epoch_line,
@@ -97,6 +100,7 @@ class Engine:
         self._build_losses_and_metrics()
         self._build_model()
         self._build_optimizers()
+        self._build_precision()
         self._restore_checkpoint()
         self._start_reporting()
 
@@ -138,9 +142,6 @@ class Engine:
         self.device = _resolve_device(g["device"], self.logger)
         self.logger.info(f"device: {self.device}, world size: {self.world}, rank: {self.rank}, "
                          f"CPU threads: {runtime.threads() or 'not set (Paddle uses 1)'}")
-        for section in ("AMP", "EMA"):
-            if self.config.get(section):
-                self.logger.warning(f"the {section} section is ignored by this trainer (CPU float32, no EMA)")
 
     def _check_output_dir(self):
         """A new run (no ``Global.checkpoints``) must not overwrite the checkpoints of a previous run.
@@ -210,6 +211,14 @@ class Engine:
             if _has_trainable(self.train_loss):
                 self.loss_dp = paddle.DataParallel(self.train_loss, find_unused_parameters=True)
 
+    def _build_precision(self):
+        """The AMP section (auto_cast, O2 decoration, loss scaler) and the EMA section (weight averages)."""
+        self.amp = AmpRunner(AmpSettings(self.config.get("AMP"), self.device), self.logger)
+        if self.mode == "train":
+            self.model, self.optimizers = self.amp.decorate(self.model, self.optimizers)
+        decay = ema_decay(self.config.get("EMA"))  # validated in eval mode too, used in training only
+        self.ema = ModelEMA(self.model, decay) if decay is not None and self.mode == "train" else None
+
     def _restore_checkpoint(self):
         """Resume from ``Global.checkpoints`` (train mode): weights, optimizer, LR, best metric, history."""
         g = self.g
@@ -233,6 +242,9 @@ class Engine:
             raise ConfigError(f"Global.checkpoints: {g['checkpoints']}.pdstates has an unreadable value "
                               f"({exc})") from None
         self.history = states.get("history") or self.history
+        self.amp.load_state_dict(states.get("amp_scaler"))
+        if self.ema is not None:
+            self.ema.load_state_dict(states.get("ema"), f"Global.checkpoints: {g['checkpoints']}.pdstates")
         if not states.get("verified"):
             self.logger.info(f"{g['checkpoints']} has no manifest (written by PaddleClas or an earlier version): "
                              f"its files are loaded without checking that they belong together")
@@ -420,7 +432,8 @@ class Engine:
             reader_costs.append(time.time() - t_end)
             images = batch[0]
             labels = batch[1].reshape([batch[0].shape[0], -1]).astype("int64")
-            out = self.model_dp(images, labels) if self.is_rec else self.model_dp(images)
+            with self.amp.autocast():
+                out = self.model_dp(images, labels) if self.is_rec else self.model_dp(images)
             # the gather's backward scales by the world size (paddle_losses.distributed)
             loss_in, loss_labels = dist_utils.gather_batch(out, labels) if gather else (out, labels)
             try:
@@ -435,11 +448,13 @@ class Engine:
                 skipped += 1
                 t_end = time.time()
                 continue
-            (loss_dict["loss"] / self.update_freq).backward()
+            self.amp.backward(loss_dict["loss"] / self.update_freq)
             if (iter_id + 1) % self.update_freq == 0:
                 for opt in self.optimizers:
-                    opt.step()
+                    self.amp.step(opt)
                     opt.clear_grad()
+                if self.ema is not None:
+                    self.ema.update()
                 for s in self.schedulers:
                     if not s.by_epoch:
                         s.step()
@@ -509,8 +524,15 @@ class Engine:
             return
         states = {"metric": self.best_metric, "epoch": epoch, "epochs": self.g["epochs"], "best_epoch": self.best_epoch,
                   "global_step": self.global_step, "history": self.history}
-        path = ckpt.save_checkpoint(self.g["output_dir"], prefix, self.model, self.train_loss, self.optimizers,
-                                    states)
+        if self.amp.state_dict() is not None:
+            states["amp_scaler"] = self.amp.state_dict()
+        if self.ema is not None:
+            states["ema"] = self.ema.state_dict()
+        # the best model is the averaged one (it is what eval measured); other sets keep the trained weights
+        swap = self.ema.swapped_in() if self.ema is not None and prefix == "best_model" else nullcontext()
+        with swap:
+            path = ckpt.save_checkpoint(self.g["output_dir"], prefix, self.model, self.train_loss, self.optimizers,
+                                        states)
         self.logger.info(f"Already save model in {path}")
 
     # ------------------------------------------------------------------------------------- evaluation
@@ -563,11 +585,13 @@ class Engine:
         dist_utils.broadcast_buffers(self.model)
         bad_before = sum(bad_samples(ds) for ds, _ in self.eval_sets.values())
         self.model.eval()
+        weights = self.ema.swapped_in() if self.ema is not None else nullcontext()
         try:
-            if self.eval_mode == "classification":
-                metrics = self._eval_classification()
-            else:
-                metrics = self._eval_retrieval()
+            with weights, self.amp.autocast(train=False):
+                if self.eval_mode == "classification":
+                    metrics = self._eval_classification()
+                else:
+                    metrics = self._eval_retrieval()
         finally:
             self.model.train()
         self.logger.info(eval_line(epoch, metrics))

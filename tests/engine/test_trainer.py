@@ -59,7 +59,8 @@ def _interrupt_after(monkeypatch, last_epoch):
 @pytest.mark.parametrize("config,extra", [
     (QUICKSTART, []),
     (QUICK_START_DIR / "contrastive_xbm.yaml", ["Loss.Train.0.ContrastiveLoss_XBM.start_iter=2"]),
-], ids=["quickstart", "contrastive_xbm"])
+    (QUICKSTART, ["EMA={'decay': 0.9}"]),
+], ids=["quickstart", "contrastive_xbm", "quickstart_ema"])
 def test_resume_continues_exactly_like_an_uninterrupted_run(config, extra, tmp_path, monkeypatch):
     full = build_engine(config, fast(tmp_path / "full", epochs=3, iters=3, extra=extra))
     full_result = full.train()
@@ -80,6 +81,11 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(config, extra, tmp_p
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-6, atol=1e-7, err_msg=k)
+    if full.ema is not None:  # the weight averages continue exactly too
+        ea, eb = full.ema.state_dict(), resumed.ema.state_dict()
+        assert ea.keys() == eb.keys()
+        for k in ea:
+            np.testing.assert_allclose(eb[k], ea[k], rtol=1e-6, atol=1e-7, err_msg=f"ema {k}")
     assert resumed_result["last_metrics"] == pytest.approx(full_result["last_metrics"])
     assert resumed_result["best_metric"] == pytest.approx(full_result["best_metric"])
     assert resumed_result["best_epoch"] == full_result["best_epoch"]
@@ -242,13 +248,6 @@ def test_missing_always_read_global_keys_get_defaults(tmp_path):
         cfg["Global"].pop(key, None)
     result = trainer_mod.Engine(cfg).train()
     assert result["last_metrics"] is not None  # eval_during_train defaults to True
-
-
-def test_amp_and_ema_sections_are_ignored_with_a_warning(tmp_path, capsys):
-    build_engine(QUICKSTART, fast(tmp_path, extra=["EMA={'decay': 0.9999}", "AMP={'level': 'O1'}"]))
-    out = capsys.readouterr().out
-    assert "the AMP section is ignored" in out and "the EMA section is ignored" in out
-
 
 
 def test_classification_mode_with_a_plain_classifier(tmp_path):

@@ -22,6 +22,7 @@ from typing import Literal, Optional, Sequence, Union
 import paddle
 
 from ...errors import ConfigError
+from ...inputs import compute_dtype
 from ...registry import registry
 from ..distances import build_distance
 from . import selections as M
@@ -36,7 +37,10 @@ def list_miners(pattern=None):
 
 
 class Miner:
-    """Base: computes the miner's distance on detached embeddings and label masks, then :meth:`mine`."""
+    """Base: computes the miner's distance on detached embeddings and label masks, then :meth:`mine`.
+
+    Half-precision embeddings are mined in float32 (``paddle_losses.inputs.compute_dtype``).
+    """
 
     default_distance = "LpDistance"
 
@@ -48,7 +52,8 @@ class Miner:
         explicit bool ``positive_mask`` ``[N, N]`` instead (see :mod:`.targets`)."""
         pos, neg = self._masks(embeddings, labels, positive_mask)
         with paddle.no_grad():
-            u = self.distance.as_distance(self.distance(embeddings.detach()))
+            x = compute_dtype(embeddings.detach(), type(self).__name__, "embeddings")
+            u = self.distance.as_distance(self.distance(x))
             return self.mine(u, pos, neg)
 
     def _masks(self, embeddings, labels, positive_mask):
@@ -200,7 +205,7 @@ class MultiSimilarityMiner(Miner):
     def __call__(self, embeddings, labels=None, positive_mask=None):
         pos, neg = self._masks(embeddings, labels, positive_mask)
         with paddle.no_grad():
-            mat = self.distance(embeddings.detach())
+            mat = self.distance(compute_dtype(embeddings.detach(), type(self).__name__, "embeddings"))
             return M.multi_similarity(self.distance.as_distance(mat), pos, neg, self.epsilon, order=mat)
 
 

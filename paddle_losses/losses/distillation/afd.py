@@ -123,35 +123,38 @@ class AFDLoss(nn.Layer):
         return [pick(out, k, f"{owner} (model {model!r})", allow_tensor=False) for k in keys]
 
     def _check(self, key, values_s, query, values_t):
+        """Validate the inputs; returns them in their compute dtype (half precision as float32)."""
         owner = type(self).__name__
         S, T, U, qk = len(self.s_shapes), len(self.t_shapes), len(self.unique_t_shapes), self.qk_dim
-        check_features(key, owner, "bilinear key", ndim=4)
+        key = check_features(key, owner, "bilinear key", ndim=4)
         b = key.shape[0]
 
         def expect(t, shape, what):
-            check_features(t, owner, what, ndim=len(shape))
+            t = check_features(t, owner, what, ndim=len(shape))
             if list(t.shape) != shape:
                 raise InputError(f"{owner}: {what} must have shape {shape}, got {list(t.shape)}")
+            return t
 
-        expect(key, [b, S, T, qk], "bilinear key [B, S, T, qk_dim]")
-        expect(query, [b, T, qk], "teacher query [B, T, qk_dim]")
+        key = expect(key, [b, S, T, qk], "bilinear key [B, S, T, qk_dim]")
+        query = expect(query, [b, T, qk], "teacher query [B, T, qk_dim]")
         for what, values, n in (("student values", values_s, U), ("teacher values", values_t, T)):
             if not isinstance(values, (list, tuple)) or len(values) != n:
                 got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
                 raise InputError(f"{owner}: {what} must be a list of {n} tensors "
                                  f"({'one per distinct teacher shape' if n == U else 'one per teacher stage'})"
                                  f", got {got}")
-        for u, shape in enumerate(self.unique_t_shapes):
-            expect(values_s[u], [b, S, math.prod(shape[2:])], f"student values[{u}]")
-        for i, shape in enumerate(self.t_shapes):
-            expect(values_t[i], [b, math.prod(shape[2:])], f"teacher values[{i}]")
+        values_s = [expect(values_s[u], [b, S, math.prod(shape[2:])], f"student values[{u}]")
+                    for u, shape in enumerate(self.unique_t_shapes)]
+        values_t = [expect(values_t[i], [b, math.prod(shape[2:])], f"teacher values[{i}]")
+                    for i, shape in enumerate(self.t_shapes)]
+        return key, values_s, query, values_t
 
     def forward(self, predicts, batch=None):
         s_out, t_out = self._outputs(predicts, batch)
         student, teacher = self.model_name_pair
         key, values_s = self._read(s_out, self.student_keys, student)
         query, values_t = self._read(t_out, self.teacher_keys, teacher)
-        self._check(key, values_s, query, values_t)
+        key, values_s, query, values_t = self._check(key, values_s, query, values_t)
         # K[b,s,t,:]·Q[b,t,:] for every (t, s): batched over (b, t) as [S, qk] x [qk, 1]
         scores = paddle.matmul(key.transpose([0, 2, 1, 3]), query.unsqueeze(-1)).squeeze(-1)
         bias = paddle.matmul(self.attention.p_t, self.attention.p_s, transpose_y=True)

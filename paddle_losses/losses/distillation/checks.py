@@ -8,11 +8,13 @@ from ...inputs import check_features, check_labels, is_tensor
 def check_pair(student, teacher, owner, same_shape=True, ndim=None, names=("student", "teacher")):
     """Validate two float tensors; ``same_shape`` demands equal shapes, otherwise equal batch sizes.
 
-    Raises InputError naming ``owner``, what was expected and the shapes found.
+    Returns both in their compute dtype (float16/bfloat16 come back as float32, see
+    ``paddle_losses.inputs.compute_dtype``); callers must use the returned pair. Raises InputError naming
+    ``owner``, what was expected and the shapes found.
     """
     s_name, t_name = names
-    check_features(student, owner, what=f"{s_name} input", ndim=ndim)
-    check_features(teacher, owner, what=f"{t_name} input", ndim=ndim)
+    student = check_features(student, owner, what=f"{s_name} input", ndim=ndim)
+    teacher = check_features(teacher, owner, what=f"{t_name} input", ndim=ndim)
     if same_shape and list(student.shape) != list(teacher.shape):
         raise InputError(f"{owner}: {s_name} and {t_name} must have the same shape, got {s_name} "
                          f"{list(student.shape)} and {t_name} {list(teacher.shape)}")

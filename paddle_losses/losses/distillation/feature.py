@@ -61,7 +61,7 @@ class DistanceLoss(nn.Layer):
         self.is_huber = bool(kargs.get("is_huber", True))
 
     def forward(self, x, y):
-        check_pair(x, y, type(self).__name__, names=("x", "y"))
+        x, y = check_pair(x, y, type(self).__name__, names=("x", "y"))
         if self.mode == "l1":
             loss = F.l1_loss(x, y, reduction=self.reduction)
         elif self.mode == "l2":
@@ -74,7 +74,7 @@ class DistanceLoss(nn.Layer):
 def _rkd_embeddings(owner, student, teacher, target_size):
     hint = (f"; target_size={target_size} pools a [N, C, H, W] map, set target_size: null for flat "
             f"features") if target_size is not None else ""
-    check_pair(student, teacher, owner, same_shape=False)
+    student, teacher = check_pair(student, teacher, owner, same_shape=False)
     if target_size is not None:
         check_rank(student, 4, owner, "the student input", hint)
         check_rank(teacher, 4, owner, "the teacher input", hint)
@@ -226,7 +226,7 @@ class MGDLoss(nn.Layer):
 
     def _check(self, pred_s, pred_t, mask):
         owner = type(self).__name__
-        check_pair(pred_s, pred_t, owner, same_shape=False, ndim=4)
+        pred_s, pred_t = check_pair(pred_s, pred_t, owner, same_shape=False, ndim=4)
         if pred_s.shape[1] != self.student_channels or pred_t.shape[1] != self.teacher_channels:
             raise InputError(f"{owner}: expected student [N, {self.student_channels}, H, W] and teacher "
                              f"[N, {self.teacher_channels}, H, W] (student_channels/teacher_channels), got "
@@ -238,9 +238,10 @@ class MGDLoss(nn.Layer):
         if mask is not None and (not is_tensor(mask) or list(mask.shape) != expected):
             got = list(mask.shape) if is_tensor(mask) else type(mask).__name__
             raise InputError(f"{owner}: mask must be a keep-mask of shape {expected}, got {got}")
+        return pred_s, pred_t
 
     def forward(self, pred_s, pred_t, mask=None):
-        self._check(pred_s, pred_t, mask)
+        pred_s, pred_t = self._check(pred_s, pred_t, mask)
         if self.align is not None:
             pred_s = self.align(pred_s)
         if mask is None:
@@ -305,7 +306,7 @@ class PEFDLoss(nn.Layer):
 
     def forward(self, student_feature, teacher_feature):
         owner = type(self).__name__
-        check_pair(student_feature, teacher_feature, owner, same_shape=False)
+        student_feature, teacher_feature = check_pair(student_feature, teacher_feature, owner, same_shape=False)
         if self.mode == "gap":
             hint = "; mode 'gap' pools [N, C, H, W] feature maps"
             check_rank(student_feature, 4, owner, "the student feature", hint)

@@ -71,7 +71,7 @@ class DMLLoss(nn.Layer):
 
     def forward(self, x, target, gt_label=None):
         owner = type(self).__name__
-        check_pair(x, target, owner)
+        x, target = check_pair(x, target, owner)
         p, q = _ACTS[self.act](x), _ACTS[self.act](target)
         loss = (self._kl(p, q) + self._kl(q, p)) / 2
         if gt_label is not None:
@@ -114,7 +114,7 @@ class KLDivLoss(nn.Layer):
         self.T = temperature
 
     def forward(self, y_s, y_t):
-        check_pair(y_s, y_t, type(self).__name__)
+        y_s, y_t = check_pair(y_s, y_t, type(self).__name__)
         log_s = log_softmax(y_s / self.T, axis=1)
         p_t = F.softmax(y_t / self.T, axis=1)
         return {"loss_kldiv": kl_to_teacher(log_s, p_t) * self.T ** 2 / y_s.shape[0]}
@@ -153,7 +153,7 @@ class DKDLoss(nn.Layer):
 
     def forward(self, logits_student, logits_teacher, target=None):
         owner = type(self).__name__
-        check_pair(logits_student, logits_teacher, owner, ndim=2)
+        logits_student, logits_teacher = check_pair(logits_student, logits_teacher, owner, ndim=2)
         n, c = logits_student.shape
         target = optional_labels(target, n, c, owner)
         g = target_onehot(target, logits_teacher, c, self.use_target_as_gt)
@@ -200,7 +200,7 @@ class WSLLoss(nn.Layer):
 
     def forward(self, logits_student, logits_teacher, target=None):
         owner = type(self).__name__
-        check_pair(logits_student, logits_teacher, owner, ndim=2)
+        logits_student, logits_teacher = check_pair(logits_student, logits_teacher, owner, ndim=2)
         n, c = logits_student.shape
         target = optional_labels(target, n, c, owner)
         y = target_onehot(target, logits_teacher, c, self.use_target_as_gt)
@@ -249,7 +249,7 @@ class SKDLoss(nn.Layer):
 
     def forward(self, logits_student, logits_teacher, target=None):
         owner = type(self).__name__
-        check_pair(logits_student, logits_teacher, owner, ndim=2)
+        logits_student, logits_teacher = check_pair(logits_student, logits_teacher, owner, ndim=2)
         n, c = logits_student.shape
         target = optional_labels(target, n, c, owner)
         y = target_onehot(target, logits_teacher, c, self.use_target_as_gt)
@@ -287,7 +287,7 @@ class DISTLoss(nn.Layer):
         self.gamma = gamma
 
     def forward(self, z_s, z_t):
-        check_pair(z_s, z_t, type(self).__name__, ndim=2)
+        z_s, z_t = check_pair(z_s, z_t, type(self).__name__, ndim=2)
         y_s, y_t = F.softmax(z_s, axis=-1), F.softmax(z_t, axis=-1)
         inter = 1 - pearson_rows(y_s, y_t).mean()
         intra = 1 - pearson_rows(y_s.t(), y_t.t()).mean()
