@@ -11,7 +11,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.cli import main  # noqa: E402
 
 if __name__ == "__main__":
+    if "--peers" in sys.argv[1:]:  # its own options, and no Paddle import before it checks for torch
+        from benchmarks.peers import main as peers_main
+        sys.exit(peers_main([a for a in sys.argv[1:] if a != "--peers"]))
+    from benchmarks.cli import main
     sys.exit(main())
