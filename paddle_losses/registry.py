@@ -170,6 +170,20 @@ class Registry:
             raise ConfigError(f"{path}: {exc}") from None
 
 
+    def from_spec(self, spec, path=None, instance_of=None):
+        """A part from a config value: a name, a ``{"name": ..., **params}`` mapping, or an object that is
+        already an instance of ``instance_of`` (returned as is). Errors are ConfigErrors naming ``path``."""
+        path = path or self.kind
+        if instance_of is not None and isinstance(spec, instance_of):
+            return spec
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        if not isinstance(spec, dict) or "name" not in spec:
+            raise ConfigError(f"{path}: a {self.kind} is a name or a mapping with a 'name' (one of "
+                              f"{', '.join(self.names())}), got {spec!r}")
+        return self.build(spec["name"], {k: v for k, v in spec.items() if k != "name"}, path)
+
+
 def _entry_points(group):
     eps = metadata.entry_points()
     if hasattr(eps, "select"):

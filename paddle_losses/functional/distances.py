@@ -15,7 +15,6 @@ distances use :meth:`Distance.as_distance` (``-s`` for similarities, so "smaller
 """
 import paddle
 
-from ..errors import ConfigError
 from ..registry import registry
 from .normalize import l2_normalize
 from .pairwise import dot_similarity, squared_euclidean
@@ -124,13 +123,4 @@ def build_distance(spec, default=None, path="distance"):
 
     Names resolve through the ``distance`` registry; a mistake is a ConfigError naming ``path``.
     """
-    if spec is None:
-        spec = default
-    if isinstance(spec, Distance):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ConfigError(f"{path}: a distance is a name or a mapping with a 'name' (one of "
-                          f"{', '.join(registry('distance').names())}), got {spec!r}")
-    return registry("distance").build(spec["name"], {k: v for k, v in spec.items() if k != "name"}, path)
+    return registry("distance").from_spec(default if spec is None else spec, path, Distance)

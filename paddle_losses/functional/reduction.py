@@ -177,14 +177,7 @@ REDUCERS = ("MeanReducer", "AvgNonZeroReducer", "SumReducer", "DoNothingReducer"
 
 def build_reducer(spec, path="reducer"):
     """A reducer from a name, a ``{"name": ..., **params}`` mapping or an instance (returned as is)."""
-    if isinstance(spec, Reducer):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ConfigError(f"{path}: a reducer is a name or a mapping with a 'name' (one of "
-                          f"{', '.join(registry('reducer').names())}), got {spec!r}")
-    return registry("reducer").build(spec["name"], {k: v for k, v in spec.items() if k != "name"}, path)
+    return registry("reducer").from_spec(spec, path, Reducer)
 
 
 def check_reducer(spec, path="reducer"):

@@ -214,14 +214,9 @@ def build_miner(spec, path="miner"):
 
     Parameters are validated against the constructor's annotations; errors are ConfigError naming ``path``.
     """
-    if spec is None or isinstance(spec, Miner):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ConfigError(f"{path}: a miner is a name or a mapping with a 'name' (one of "
-                          f"{', '.join(list_miners())}), got {spec!r}")
-    return registry("miner").build(spec["name"], {k: v for k, v in spec.items() if k != "name"}, path)
+    if spec is None:
+        return None
+    return registry("miner").from_spec(spec, path, Miner)
 
 
 __all__ = ["build_miner", "register_miner", "list_miners", "Miner", "BatchHardMiner", "BatchEasyHardMiner", "BatchAllMiner",
