@@ -156,7 +156,7 @@ class LossEntry(tuple):
 
 
 def split_entry(entry, path):
-    """Check a ``{Name: {weight: w, gather: g, **params}}`` entry and return ``(name, weight, params)``.
+    """Check a ``{Name: {weight: w, gather: g, **params}}`` entry; return ``(name, weight, params, gather)``.
 
     ``weight`` and the optional ``gather`` (see :func:`entry_gather`) are the entry's own keys, not
     parameters of the loss; both are left out of ``params``.
@@ -180,9 +180,9 @@ def split_entry(entry, path):
     weight = params["weight"]
     if not isinstance(weight, numbers.Real) or isinstance(weight, bool):
         raise ConfigError(f"{where}.weight must be a number, got {type(weight).__name__} {weight!r}")
-    entry_gather(params, where)
+    gather = entry_gather(params, where)
     rest = {k: v for k, v in params.items() if k not in ("weight", "gather")}
-    return name, float(weight), rest
+    return name, float(weight), rest, gather
 
 
 def entry_gather(params, where):
@@ -195,7 +195,8 @@ def entry_gather(params, where):
 
 
 def validate_loss_list(config_list, path="Loss.Train"):
-    """Validate a ``Loss.Train``-style list; returns ``[(name, weight, params, entry_path)]``."""
+    """Validate a ``Loss.Train``-style list; returns :class:`LossEntry` tuples ``(name, weight, params, entry_path)``
+    with ``.gather``."""
     if not isinstance(config_list, list):
         raise ConfigError(f"{path} must be a list of loss entries (`- CELoss: {{weight: 1.0}}`), "
                           f"got a {type(config_list).__name__}")
@@ -204,13 +205,13 @@ def validate_loss_list(config_list, path="Loss.Train"):
     out = []
     for i, entry in enumerate(config_list):
         entry_path = f"{path}[{i}]"
-        name, weight, params = split_entry(entry, entry_path)
+        name, weight, params, gather = split_entry(entry, entry_path)
         try:
             cls = get_loss(name)
         except ConfigError as exc:
             raise ConfigError(f"{entry_path}.{name}: {exc}") from None
         check_params(cls, params, f"{entry_path}.{name}")
-        out.append(LossEntry(name, weight, params, entry_path, entry_gather(entry[name], entry_path + "." + name)))
+        out.append(LossEntry(name, weight, params, entry_path, gather))
     return out
 
 

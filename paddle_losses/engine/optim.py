@@ -26,7 +26,7 @@ from paddle.optimizer import lr as lr_mod
 
 from ..errors import ConfigError, ConfigWarning
 from ..registry import registry
-from ..validation import check_params, constructor_params
+from ..validation import constructor_params
 
 
 class Constant(lr_mod.LRScheduler):
@@ -312,11 +312,10 @@ def _make_optimizer(name, named, sched, cfg, path):
             injected["parameters"] = [{"params": decay_p}] + (
                 [{"params": keep_p, "weight_decay": 0.0}] if keep_p else [])
         injected["weight_decay"] = weight_decay
+    # the factories take **ignored, so build() still refuses a misspelt key and passes the other extras on
     own, _ = constructor_params(factory)
-    ignored = {k: v for k, v in cfg.items() if k not in own}
-    check_params(factory, cfg, path, injected=tuple(injected))
-    opt = registry("optimizer").build(name, {k: v for k, v in cfg.items() if k in own}, path, **injected)
-    return opt, ignored
+    opt = registry("optimizer").build(name, cfg, path, **injected)
+    return opt, {k: v for k, v in cfg.items() if k not in own}
 
 
 def _entries(opt_cfg):
