@@ -283,13 +283,15 @@ def _verify(base, what):
         raise ConfigError(f"{what}: {exc}") from None
 
 
-def load_weights(prefix, model, loss, strict=True, what="Global.checkpoints", trust=False):
+def load_weights(prefix, model, loss, strict=True, what="Global.checkpoints", trust=False, verify=True):
     """Load ``{prefix}.pdparams`` into the model and the loss; returns the list of keys that were not used.
 
-    When the prefix has a manifest, the set is verified first (and an interrupted save finished).
+    When the prefix has a manifest, the set is verified first (and an interrupted save finished);
+    ``verify=False`` is for a caller that has just verified it.
     """
     path = prefix if prefix.endswith(".pdparams") else prefix + ".pdparams"
-    _verify(_strip_suffix(path), what)
+    if verify:
+        _verify(_strip_suffix(path), what)
     state = _load(path, what, trust)
     if not isinstance(state, dict):
         raise ConfigError(f"{what}: {path} holds a {type(state).__name__}, not a state dict of weights")
@@ -321,7 +323,7 @@ def load_checkpoint(prefix, model, loss, optimizers, trust=False):
     if manifest is not None and states.get("epoch") != manifest.get("epoch"):
         raise ConfigError(f"{what}: {prefix}.pdstates is from epoch {states.get('epoch')} but the manifest "
                           f"from epoch {manifest.get('epoch')}; the checkpoint is refused")
-    load_weights(prefix, model, loss, what=what, trust=trust)
+    load_weights(prefix, model, loss, what=what, trust=trust, verify=False)  # the set was verified above
     opt_states = _load(prefix + ".pdopt", what, trust)
     if not isinstance(opt_states, list):
         opt_states = [opt_states]

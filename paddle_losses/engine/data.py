@@ -3,7 +3,6 @@
 Every dataset returns ``(image float32 CHW, label int64)`` or, with a third list-file column,
 ``(image, label, camera_or_unique_id)``, exactly the tuples PaddleClas's loaders deliver.
 """
-import inspect
 import logging
 import multiprocessing
 import os
@@ -13,6 +12,7 @@ import paddle
 
 from ..errors import ConfigError, InputError
 from ..registry import registry
+from ..validation import constructor_params
 from .transforms import apply_transforms, build_transforms
 
 BAD_SAMPLE_POLICIES = ("skip", "error")
@@ -286,6 +286,6 @@ def build_dataset(cfg, path, class_num=None):
                           f"{', '.join(registry('dataset').names())})")
     params = {k: v for k, v in cfg.items() if k != "name"}
     cls = registry("dataset").get(cfg["name"], f"{path}.name")
-    if class_num is not None and "class_num" in inspect.signature(cls).parameters:
+    if class_num is not None and "class_num" in constructor_params(cls)[0]:
         params.setdefault("class_num", class_num)
     return registry("dataset").build(cfg["name"], params, path)

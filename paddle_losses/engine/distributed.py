@@ -8,12 +8,7 @@ global batch.
 import paddle
 import paddle.distributed as dist
 
-from ..distributed import gather_batch, global_batch  # noqa: F401  (re-exported for the trainer)
-
-
-def world():
-    """``(rank, world_size)`` as seen by ``paddle.distributed`` (``(0, 1)`` in a plain process)."""
-    return dist.get_rank(), dist.get_world_size()
+from ..distributed import gather_batch, global_batch, world  # noqa: F401  (re-exported for the trainer)
 
 
 def init_if_needed():

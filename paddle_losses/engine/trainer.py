@@ -22,7 +22,6 @@ Deliberate differences from PaddleClas (docs/compatibility.md, "Trainer and metr
 * a NaN/Inf loss stops training (or skips the step); an unreadable image is skipped with a warning (or stops
   training), never hangs the loader.
 """
-import contextlib
 import os
 import random
 import time
@@ -254,7 +253,7 @@ class Engine:
                    f"epochs: the LR schedule, which spans all epochs, now differs from the interrupted run's")
             self.logger.warning(msg)
             warnings.warn(msg, ConfigWarning, stacklevel=3)
-        if self.start_epoch > int(g["epochs"]):
+        if self.start_epoch > g["epochs"]:
             self.logger.info(f"nothing to do: the run already finished at epoch {self.start_epoch - 1} "
                              f"(Global.epochs is {g['epochs']}; raise it to train further)")
         else:
@@ -437,7 +436,7 @@ class Engine:
             # the gather's backward scales by the world size (paddle_losses.distributed)
             loss_in, loss_labels = dist_utils.gather_batch(out, labels) if gather else (out, labels)
             try:
-                with dist_utils.global_batch() if gather else contextlib.nullcontext():
+                with dist_utils.global_batch() if gather else nullcontext():
                     loss_dict = self.loss_dp(loss_in, loss_labels)
             except InputError as exc:  # e.g. NaN embeddings after a divergent step: say when it happened
                 raise InputError(f"epoch {epoch} step {iter_id} (global step {self.global_step}): {exc}") from None
@@ -524,8 +523,9 @@ class Engine:
             return
         states = {"metric": self.best_metric, "epoch": epoch, "epochs": self.g["epochs"], "best_epoch": self.best_epoch,
                   "global_step": self.global_step, "history": self.history}
-        if self.amp.state_dict() is not None:
-            states["amp_scaler"] = self.amp.state_dict()
+        scaler_state = self.amp.state_dict()
+        if scaler_state is not None:
+            states["amp_scaler"] = scaler_state
         if self.ema is not None:
             states["ema"] = self.ema.state_dict()
         # the best model is the averaged one (it is what eval measured); other sets keep the trained weights

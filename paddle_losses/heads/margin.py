@@ -91,6 +91,20 @@ def _check_sizes(name, embedding_size, class_num):
                          f"{class_num}")
 
 
+def _margin_logits(head, cos, ids, at_label):
+    """The head's logits: ``cos`` with the label entries replaced by ``at_label(cos[i, y_i])``'s value.
+
+    Class-parallel heads see the global batch but only their classes: rows whose class another rank holds
+    point at a spare column (:func:`~paddle_losses.heads.class_parallel.with_spare_column`), dropped after.
+    """
+    if not head.class_parallel:
+        value, slope = at_label(_label_entries(cos, ids))
+        return _MarginLogits.apply(cos, ids, value, slope, head)
+    wide, local = cp.with_spare_column(cos, ids, head)
+    value, slope = at_label(_label_entries(wide, local))
+    return cp.mark(head, _MarginLogits.apply(wide, local, value, slope, head)[:, :-1], ids)
+
+
 class _CosineHead(nn.Layer):
     """Holds the ``weight [embedding_size, class_num]`` (XavierNormal) shared by ArcMargin/CosMargin/CircleMargin."""
 
@@ -114,14 +128,7 @@ class _CosineHead(nn.Layer):
         cos = class_cosine(x, self.weight)
         if not self.training or label is None:
             return cp.mark(self, cos)
-        ids = _target_ids(self, label, x.shape[0])
-        if not self.class_parallel:
-            value, slope = self._at_label(_label_entries(cos, ids))
-            return _MarginLogits.apply(cos, ids, value, slope, self)
-        wide, local = cp.with_spare_column(cos, ids, self)
-        value, slope = self._at_label(_label_entries(wide, local))
-        logits = _MarginLogits.apply(wide, local, value, slope, self)
-        return cp.mark(self, logits[:, :-1], ids)
+        return _margin_logits(self, cos, _target_ids(self, label, x.shape[0]), self._at_label)
 
     def _at_label(self, target):
         """Logits of the label entries and their derivatives, from ``target = cos[i, y_i]`` ``[N, 1]``."""
@@ -336,12 +343,7 @@ class AdaMargin(nn.Layer):
         mean = self.batch_mean.astype(x.dtype)
         std = self.batch_std.astype(x.dtype)
         scaler = paddle.clip(self.h * (safe_norms - mean) / (std + self.eps), -1, 1)
-        if not self.class_parallel:
-            value, slope = self._at_label(_label_entries(cos, ids), scaler)
-            return _MarginLogits.apply(cos, ids, value, slope, self)
-        wide, local = cp.with_spare_column(cos, ids, self)
-        value, slope = self._at_label(_label_entries(wide, local), scaler)
-        return cp.mark(self, _MarginLogits.apply(wide, local, value, slope, self)[:, :-1], ids)
+        return _margin_logits(self, cos, ids, lambda target: self._at_label(target, scaler))
 
     def _at_label(self, target, scaler):
         """``s·(cos(θ_m) − m − m·ms)`` and its derivative w.r.t. the unclipped ``target`` (``[N, 1]`` each)."""
