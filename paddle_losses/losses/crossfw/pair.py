@@ -88,7 +88,7 @@ class MultiSimilarityLoss(_PairLoss):
                  reducer: _ReducerSpec = "MeanReducer", miner: _Spec = None, feature_from: str = "features"):
         super().__init__()
         self.alpha, self.beta, self.base = float(alpha), float(beta), float(base)
-        self.reducer = check_reducer(reducer)
+        self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self._setup(distance, miner, feature_from)
 
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
@@ -162,7 +162,7 @@ class LiftedStructureLoss(_PairLoss):
                  reducer: _ReducerSpec = "MeanReducer", miner: _Spec = None, feature_from: str = "features"):
         super().__init__()
         self.neg_margin, self.pos_margin = float(neg_margin), float(pos_margin)
-        self.reducer = check_reducer(reducer)
+        self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self._setup(distance, miner, feature_from)
 
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):

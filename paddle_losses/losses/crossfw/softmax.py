@@ -57,7 +57,7 @@ class NTXentLoss(_SimilarityLoss):
         if not temperature > 0:
             raise ValueError(f"NTXentLoss: temperature must be > 0, got {temperature!r}")
         self.temperature = float(temperature)
-        self.reducer = check_reducer(reducer)
+        self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self._setup(distance, miner, feature_from)
 
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
