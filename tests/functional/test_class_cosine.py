@@ -51,3 +51,24 @@ def test_traced_version_gives_the_same_value_and_gradient():
         results.append((out.numpy(), a.grad.numpy(), b.grad.numpy()))
     for ours, ref in zip(results[1], results[0]):
         np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_backward_leaves_the_returned_cosines_untouched():
+    a = paddle.to_tensor(RNG.normal(size=(5, 4)), stop_gradient=False)
+    b = paddle.to_tensor(RNG.normal(size=(4, 6)), stop_gradient=False)
+    out = column_normalized_matmul(a, b)
+    before = out.numpy().copy()
+    (out * paddle.to_tensor(RNG.normal(size=(5, 6)))).sum().backward()
+    np.testing.assert_array_equal(out.numpy(), before)
+
+
+@pytest.mark.parametrize("d", [1, 5, 64])
+def test_every_row_block_of_the_weight_gets_its_gradient(d):
+    # d rows in blocks of n // 2 = 3: a partial last block and a single block both go through the tiled scale
+    x, w, g = RNG.normal(size=(6, d)), RNG.normal(size=(d, 7)), RNG.normal(size=(6, 7))
+    grads = []
+    for fn in (dense, column_normalized_matmul):
+        a, b = paddle.to_tensor(x, stop_gradient=False), paddle.to_tensor(w, stop_gradient=False)
+        (fn(a, b) * paddle.to_tensor(g)).sum().backward()
+        grads.append(b.grad.numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, atol=1e-13)
