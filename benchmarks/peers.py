@@ -10,7 +10,9 @@ that runs out of memory (``--memory-gib`` address-space limit) or time is report
 Options: ``--sizes 256,1024,4096`` (batch sizes), ``--rounds 2`` (alternations), ``--reps 3`` (timed
 calls per worker), ``--cases name,...`` (default all), ``--peer-path DIR`` (extra ``sys.path`` entries
 for the peer workers, e.g. a ``pip install --target`` folder), ``--memory-gib 24``, ``--timeout 600``.
-Prints a Markdown table: loss, B, PML ms, ours ms, ours / PML.
+Prints a Markdown table: loss, B, PML ms, ours ms, ours / PML, and our matmul floor measured in the same
+worker, alternated with ours (``x·xᵀ`` forward only for the pair and triplet losses, ``x·W`` forward +
+backward for the losses that own class weights), with ours / floor.
 """
 import argparse
 import importlib.util
@@ -49,6 +51,9 @@ CASES = {
     "ProxyAnchor C=1000": ("loss = losses.ProxyAnchorLoss(num_classes=C, embedding_size=D)",
                            "loss = pl.get_loss('ProxyAnchorLoss')(num_classes=C, embedding_size=D)"),
 }
+
+
+CLASS_CASES = {c for c in CASES if "C=" in c}
 
 
 def _data(b):
@@ -97,7 +102,32 @@ def worker(side, case, b, reps):
         def step():
             x = paddle.to_tensor(x_np, stop_gradient=False)
             loss({"features": x}, labels)[name].backward()
+
+        floor = _floor(paddle, x_np, case)
+        ms, floor_ms = [], []
+        for _ in range(reps):  # alternated, so that a change of load hits both
+            ms.append(_best(step, 1))
+            floor_ms.append(_best(floor, 1))
+        print(json.dumps({"ms": min(ms), "floor_ms": min(floor_ms)}), flush=True)
+        return
     print(json.dumps({"ms": _best(step, reps)}), flush=True)
+
+
+def _floor(paddle, x_np, case):
+    """Our matmul floor of a case: ``x·xᵀ`` forward only for the pair and triplet losses (the issue's
+    reference), ``x·W`` forward + backward (``W [D, C]``) for the losses that own class weights."""
+    x = paddle.to_tensor(x_np)
+    if case not in CLASS_CASES:
+        return lambda: paddle.matmul(x, x, transpose_y=True)
+    xg = paddle.to_tensor(x_np, stop_gradient=False)
+    w = paddle.randn([D, C * (3 if case.startswith("SubCenter") else 1)])
+    w.stop_gradient = False
+
+    def floor():
+        paddle.matmul(xg, w).sum().backward()
+        xg.clear_gradient()
+        w.clear_gradient(set_to_zero=False)
+    return floor
 
 
 def _run_worker(side, case, b, args):
@@ -118,7 +148,7 @@ def _run_worker(side, case, b, args):
         return None, f"timeout {args.timeout} s"
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
-            return json.loads(line)["ms"], None
+            return json.loads(line), None
     err = proc.stderr.strip().splitlines()
     memory = proc.returncode < 0 or any("MemoryError" in e or "alloc" in e.lower() for e in err[-5:])
     return None, "out of memory" if memory else (err[-1] if err else f"exit {proc.returncode}")
@@ -159,22 +189,26 @@ def main(argv=None):
               "of paddle_losses); install them, or pass --peer-path DIR", file=sys.stderr)
         return 2
     sizes = [int(s) for s in args.sizes.split(",")]
-    print("| loss | B | PML on torch ms | ours ms | ours / PML |")
-    print("|---|---|---|---|---|")
+    print("| loss | B | PML on torch ms | ours ms | **ours / PML** | our floor ms | ours / floor |")
+    print("|---|---|---|---|---|---|---|")
     for case in cases:
         for b in sizes:
-            best = {"ours": None, "pml": None}
+            best = {"ours": None, "pml": None, "floor": None}
             note = {}
             for _ in range(args.rounds):
                 for side in ("ours", "pml"):
-                    ms, why = _run_worker(side, case, b, args)
-                    if ms is not None:
-                        best[side] = ms if best[side] is None else min(best[side], ms)
-                    else:
+                    result, why = _run_worker(side, case, b, args)
+                    if result is None:
                         note[side] = why
+                        continue
+                    for key, ms in ((side, result["ms"]), ("floor", result.get("floor_ms"))):
+                        if ms is not None:
+                            best[key] = ms if best[key] is None else min(best[key], ms)
             cell = {s: f"{best[s]:.1f}" if best[s] is not None else note.get(s, "--") for s in best}
             ratio = f"{best['ours'] / best['pml']:.2f}" if best["ours"] and best["pml"] else "--"
-            print(f"| {case} | {b} | {cell['pml']} | {cell['ours']} | {ratio} |", flush=True)
+            to_floor = f"{best['ours'] / best['floor']:.2f}" if best["ours"] and best["floor"] else "--"
+            print(f"| {case} | {b} | {cell['pml']} | {cell['ours']} | {ratio} | {cell['floor']} | {to_floor} |",
+                  flush=True)
     return 0
 
 

@@ -24,9 +24,10 @@ def test_peers_without_torch_is_one_error_line_and_exit_2():
 
 
 @pytest.mark.parametrize("case", list(bench_peers.CASES))
-def test_our_side_of_every_case_runs(case, capsys):
+def test_our_side_of_every_case_runs_with_its_matmul_floor(case, capsys):
     bench_peers.worker("ours", case, 16, reps=1)
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ms"] > 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["ms"] > 0 and result["floor_ms"] > 0
 
 
 def test_unknown_case_is_an_error(capsys):
