@@ -17,7 +17,8 @@ import paddle.nn.functional as F
 from ..errors import InputError
 from ..functional.masks import positive_negative
 from ..functional.eml import eml_statistics
-from ..functional.mining import Candidates, hardest, hardest_pairs
+from ..functional.mining import Candidates, LabelCandidates, hardest, hardest_pairs
+from ..functional.mining.hardest import choose_block_rows
 from ..functional.normalize import l2_normalize
 from ..functional.reduction import masked_mean
 from ..inputs import check_features, pick
@@ -48,6 +49,21 @@ def layout_candidates(n, group_size):
     if paddle.in_dynamic_mode():
         return _cached_layout_candidates(int(n), int(group_size))
     return Candidates.from_masks(*group_masks(n, group_size))
+
+
+def layout_hardest_pairs(x, group_size):
+    """:func:`~paddle_losses.functional.mining.hardest_pairs` on squared distances with the
+    consecutive-groups layout's candidates.
+
+    A batch small enough to mine in one block reuses the cached ``[N, N]`` candidate masks; a larger one
+    (eager) gets its candidates from the group ids ``row // group_size``, built a block of anchors at a time,
+    so no ``[N, N]`` matrix is held (same candidates, values and tie rule).
+    """
+    n = x.shape[0]
+    if paddle.in_dynamic_mode() and choose_block_rows(n, n) < n:
+        groups = paddle.arange(n, dtype="int64") // int(group_size)
+        return hardest_pairs(x, LabelCandidates.of(groups, exclude_self=True), None, "sqeuclidean")
+    return hardest_pairs(x, None, None, "sqeuclidean", candidates=layout_candidates(n, group_size))
 
 
 def _check_group_params(owner, batch_size, samples_each_class):
@@ -96,8 +112,7 @@ class TriHardLoss(paddle.nn.Layer):
 
     def forward(self, input, target=None):
         x = l2_normalize(_features(input, "TriHardLoss"), "clamp")
-        candidates = layout_candidates(x.shape[0], self.samples_each_class)
-        hp, hn, has_pos, has_neg = hardest_pairs(x, None, None, "sqeuclidean", candidates=candidates)
+        hp, hn, has_pos, has_neg = layout_hardest_pairs(x, self.samples_each_class)
         loss = masked_mean(F.relu(hp + self.margin - hn), paddle.logical_and(has_pos, has_neg))
         return {"trihardloss": loss}
 
@@ -140,11 +155,9 @@ class MSMLoss(paddle.nn.Layer):
 
     def forward(self, input, target=None):
         x = l2_normalize(_features(input, "MSMLoss"), "clamp")
-        candidates = layout_candidates(x.shape[0], self.samples_each_class)
         # The batch-global extreme is the extreme of the per-row extremes; hardest() over rows splits the
         # gradient between the two orientations (i, j) and (j, i) of the symmetric extreme pair.
-        row_hp, row_hn, row_has_pos, row_has_neg = hardest_pairs(x, None, None, "sqeuclidean",
-                                                                 candidates=candidates)
+        row_hp, row_hn, row_has_pos, row_has_neg = layout_hardest_pairs(x, self.samples_each_class)
         hp, has_pos = hardest(row_hp.reshape([1, -1]), row_has_pos.reshape([1, -1]), "max")
         hn, has_neg = hardest(row_hn.reshape([1, -1]), row_has_neg.reshape([1, -1]), "min")
         loss = masked_mean(F.relu(hp + self.margin - hn), paddle.logical_and(has_pos, has_neg))

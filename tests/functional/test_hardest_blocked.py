@@ -57,7 +57,9 @@ def test_label_blocks_against_separate_keys(ties):
 
 @pytest.mark.parametrize("name,kw", [("TripletLossV2", {}), ("TripletLoss", {}), ("TripletAngularMarginLoss", {}),
                                      ("TripletAngularMarginLoss", {"add_absolute": True}),
-                                     ("PMLTripletMarginLoss", {"miner": "BatchHardMiner"})])
+                                     ("PMLTripletMarginLoss", {"miner": "BatchHardMiner"}),
+                                     ("TriHardLoss", {"samples_each_class": 3}),
+                                     ("MSMLoss", {"samples_each_class": 3})])
 def test_losses_do_not_depend_on_the_block_size(name, kw):
     x = _x(True)
     y = paddle.to_tensor(LABELS)
@@ -65,7 +67,7 @@ def test_losses_do_not_depend_on_the_block_size(name, kw):
     def run():
         xt = tensor(x, grad=True)
         loss = pl.get_loss(name)(**kw)
-        out = loss({"features": xt}, y)[name]
+        out = next(iter(loss({"features": xt}, y).values()))
         out.backward()
         return float(out), xt.grad.numpy()
 
