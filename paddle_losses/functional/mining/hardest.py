@@ -14,6 +14,7 @@ Rows without any candidate are reported in ``valid`` and get the value 0 (still 
 """
 from typing import NamedTuple
 
+import numpy as np
 import paddle
 from paddle.autograd import PyLayer
 
@@ -106,10 +107,13 @@ def _select(scores, excluded, largest, ties, overwrite=False):
     entries, as ``(rows, columns, shares)`` in eager mode or a dense ``[N, M]`` matrix in a traced graph. Ties
     are detected by comparing each row's extreme with its runner-up (the extreme once the chosen entry is
     blanked out), so untied batches (the usual case) cost no ``[N, M]`` pass for them. ``overwrite`` lets
-    the selection reuse ``scores``' buffer (its last use).
+    the selection reuse ``scores``' buffer (its last use); ``excluded=None`` means the excluded entries of
+    ``scores`` (then the caller's own buffer) already hold the sentinel.
     """
     sentinel = float("-inf") if largest else float("inf")
-    if paddle.in_dynamic_mode():
+    if excluded is None:  # the caller has already written the sentinel into its own buffer
+        filled = scores
+    elif paddle.in_dynamic_mode():
         # In place on our own buffer: Paddle's masked_fill builds the complement mask, expands the value and
         # allocates the result (about 3x the in-place fill on a large matrix).
         filled = (scores if overwrite else scores.clone()).masked_fill_(excluded, sentinel)
@@ -249,6 +253,79 @@ class LabelCandidates(NamedTuple):
                               paddle.logical_not(neg_excluded.all(axis=1)))
 
 
+class _SameLabelKeys:
+    """For every anchor, the keys sharing its label, as host index lists (no ``[N, M]`` mask).
+
+    In a P×K batch an anchor has K keys of its own label among M, so mining through these lists -- the
+    positives gathered and reduced on the host, the negatives found by writing the sentinel over the
+    same-label entries only -- leaves one ``argmin``/``argmax`` as the only ``[N, M]`` pass besides the
+    scores. :meth:`of` returns None where labels are too few for that to pay (more than a quarter of the
+    pairs share a label).
+    """
+
+    def __init__(self, order, first, count, m, exclude_self):
+        self.order, self.first, self.count, self.m, self.exclude_self = order, first, count, m, exclude_self
+
+    @classmethod
+    def of(cls, c):
+        labels, keys = c.labels.numpy(), c.key_labels.numpy()
+        order = np.argsort(keys, kind="stable")  # keys of one label stay in ascending column order
+        sorted_keys = keys[order]
+        first = np.searchsorted(sorted_keys, labels, "left")
+        count = np.searchsorted(sorted_keys, labels, "right") - first
+        if int(count.sum()) * 4 > labels.shape[0] * keys.shape[0]:
+            return None
+        return cls(order, first, count, keys.shape[0], c.exclude_self)
+
+    def pairs(self, start, stop):
+        """``(rows, cols)`` of the same-label entries of anchors ``start:stop`` (block-local rows), sorted by
+        row and then by column."""
+        n = self.count[start:stop]
+        rows = np.repeat(np.arange(stop - start), n)
+        offsets = np.arange(rows.shape[0]) - np.repeat(np.cumsum(n) - n, n)
+        return rows, self.order[np.repeat(self.first[start:stop], n) + offsets]
+
+
+def _segment_select(values, rows, cols, n_rows, largest, ties, dtype):
+    """:func:`_select` over short per-row candidate lists (host arrays sorted by row, then column): the first
+    extreme column per row (0 for a row without candidates) and, for ``ties="split"`` when a row ties, the
+    ``(rows, columns, shares)`` of every row's extreme entries."""
+    index = np.zeros(n_rows, dtype=np.int64)
+    if values.shape[0] == 0:
+        return paddle.to_tensor(index), None
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    ext = (np.maximum if largest else np.minimum).reduceat(values, starts)
+    at_ext = np.flatnonzero(values == np.repeat(ext, np.diff(np.r_[starts, values.shape[0]])))
+    ext_rows = rows[at_ext]
+    _, first = np.unique(ext_rows, return_index=True)
+    index[ext_rows[first]] = cols[at_ext[first]]
+    if ties == "first" or first.shape[0] == at_ext.shape[0]:
+        return paddle.to_tensor(index), None
+    shares = 1.0 / np.bincount(ext_rows, minlength=n_rows)[ext_rows]
+    return paddle.to_tensor(index), (paddle.to_tensor(ext_rows), paddle.to_tensor(cols[at_ext]),
+                                     paddle.to_tensor(shares).astype(dtype))
+
+
+def _select_by_label_lists(scores, same, start, stop, similar, ties):
+    """Positive and negative selection of anchors ``start:stop`` from their same-label key lists
+    (:class:`_SameLabelKeys`); ``scores`` is our own buffer and is overwritten."""
+    n_rows, m = scores.shape
+    rows, cols = same.pairs(start, stop)
+    pos_rows, pos_cols = rows, cols
+    if same.exclude_self:
+        keep = cols != rows + start
+        pos_rows, pos_cols = rows[keep], cols[keep]
+    values = paddle.gather(scores.reshape([-1]), paddle.to_tensor(pos_rows * m + pos_cols)).numpy()
+    pos = _segment_select(values, pos_rows, pos_cols, n_rows, not similar, ties, scores.dtype)
+    has_pos = paddle.to_tensor(np.bincount(pos_rows, minlength=n_rows) > 0)
+    has_neg = paddle.to_tensor(same.count[start:stop] < m)
+    sentinel = float("-inf") if similar else float("inf")
+    flat = scores.reshape_([-1])
+    paddle.scatter_(flat, paddle.to_tensor(rows * m + cols), paddle.full([rows.shape[0]], sentinel, scores.dtype))
+    neg = _select(flat.reshape_([n_rows, m]), None, largest=similar, ties=ties)
+    return pos, neg, has_pos, has_neg
+
+
 def _concat_weights(parts, dtype):
     """Per-block eager tie weights (None, or ``(rows, cols, shares)`` with block-local rows) as one; a block
     without ties contributes its selected column with share 1 for every row."""
@@ -267,6 +344,16 @@ def _mine_blocks(x, keys, c, metric, ties, rows):
     anchors at a time (a traced graph runs as one block)."""
     n = x.shape[0]
     similar = metric == "dot"
+    same = _SameLabelKeys.of(c) if isinstance(c, LabelCandidates) and paddle.in_dynamic_mode() else None
+    if same is not None:
+        parts = [_select_by_label_lists(_mining_scores(x[start:min(start + rows, n)], keys, metric), same,
+                                        start, min(start + rows, n), similar, ties)
+                 for start in range(0, n, rows)]
+        pos = (paddle.concat([p[0][0] for p in parts]), _concat_weights(
+            [(start, p[0][0], p[0][1]) for start, p in zip(range(0, n, rows), parts)], x.dtype))
+        neg = (paddle.concat([p[1][0] for p in parts]), _concat_weights(
+            [(start, p[1][0], p[1][1]) for start, p in zip(range(0, n, rows), parts)], x.dtype))
+        return pos, neg, paddle.concat([p[2] for p in parts]), paddle.concat([p[3] for p in parts])
     if rows >= n or not paddle.in_dynamic_mode():
         c = c.rows(0, n) if isinstance(c, LabelCandidates) else c
         scores = _mining_scores(x, keys, metric)
