@@ -58,7 +58,8 @@ def _subtract_column_scaled(grad_w, weight, coef, block):
 class _ColumnNormalizedMatmul(PyLayer):
     @staticmethod
     def forward(ctx, xn, weight, block):
-        r = paddle.rsqrt(_column_sq_norms(weight, block))
+        # 1-D: Paddle's CPU broadcast of a [C] vector over [N, C] is faster than of a [1, C] row
+        r = paddle.rsqrt(_column_sq_norms(weight, block)).reshape([-1])
         cos = inplace(paddle.matmul(xn, weight), "multiply", r)
         ctx.block = block
         ctx.needs_grad = (not xn.stop_gradient, not weight.stop_gradient)
@@ -75,7 +76,7 @@ class _ColumnNormalizedMatmul(PyLayer):
             return grad_x, None
         grad_w = paddle.matmul(xn, g, transpose_x=True)
         # Σ_i G_ic·cos_ic (cos is the caller's output tensor too: not overwritten)
-        coef = inplace(_column_sums(grad * cos), "multiply", paddle.square(r))
+        coef = inplace(_column_sums(grad * cos), "multiply", paddle.square(r).reshape([1, -1]))
         _subtract_column_scaled(grad_w, weight, coef, ctx.block)
         return grad_x, grad_w
 
