@@ -12,7 +12,12 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from ...functional.distances import CosineSimilarity, DotProductSimilarity, LpDistance
 from ...functional.masked_lse import masked_logsumexp
+from ...functional.mining import MultiSimilarityMiner
+from ...functional.pair_core import exponent_limit, float_pair_masks, similarity_loss
+from ...functional.pair_heads import (circle_head, contrastive_head, lifted_structure_head,
+                                      multi_similarity_head)
 from ...functional.reduction import DoNothingReducer, check_reducer, reduce_elements
 from ...registry import register_loss
 from ._common import MinedPairLoss
@@ -21,8 +26,19 @@ _Spec = Optional[Union[str, dict]]
 _ReducerSpec = Union[str, dict]
 
 
+# The default distances, on which the closed-form core (functional.pair_core) computes these losses.
+L2_ON_UNIT_ROWS = (LpDistance(),)
+COSINE = (CosineSimilarity(), DotProductSimilarity())
+
+
 class _PairLoss(MinedPairLoss):
     default_distance = "LpDistance"
+
+    def _core(self, x, labels, make_head, *params):
+        """The loss on the closed-form core, with the head ``make_head(pos, neg, *params)`` (float masks)."""
+        unit_rows = self.distance.normalize(x)
+        pos, neg = float_pair_masks(labels, unit_rows.dtype)
+        return {type(self).__name__: similarity_loss(unit_rows, make_head(pos, neg, *params))}
 
 
 @register_loss
@@ -53,7 +69,11 @@ class PMLContrastiveLoss(_PairLoss):
         self._setup(distance, miner, feature_from)
 
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
-        mat, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
+        x, labels, sel = self._read(input, target, indices_tuple, positive_mask)
+        if self._core_applies(labels, sel, L2_ON_UNIT_ROWS):
+            return self._core(x, labels, contrastive_head, self.pos_margin, self.neg_margin, self.reducer,
+                              labels.mask is None)
+        mat, pos, neg = self._generic(x, labels, sel)
         pos_loss = F.relu(self.distance.margin(mat, self.pos_margin))
         neg_loss = F.relu(self.distance.margin(self.neg_margin, mat))
         pos_part = reduce_elements(pos_loss, self.reducer, pos)
@@ -91,8 +111,19 @@ class MultiSimilarityLoss(_PairLoss):
         self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self._setup(distance, miner, feature_from)
 
+    def _miner_on_core(self):
+        """The miner runs on the core's S: a MultiSimilarityMiner on cosine similarity (or no miner)."""
+        return self.miner is None or (isinstance(self.miner, MultiSimilarityMiner)
+                                      and self.miner.distance in COSINE)
+
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
-        mat, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
+        x, labels, sel = self._read(input, target, indices_tuple, positive_mask)
+        if (self._core_applies(labels, sel, COSINE, miner_ok=self._miner_on_core()) and self.alpha > 0
+                and self.beta > 0 and max(self.alpha, self.beta) * (1.0 + abs(self.base))
+                <= exponent_limit(x.dtype)):
+            return self._core(x, labels, multi_similarity_head, self.alpha, self.beta, self.base, self.reducer,
+                              self.miner)
+        mat, pos, neg = self._generic(x, labels, sel)
         pos_term = masked_logsumexp(self.alpha * self.distance.margin(mat, self.base), pos, axis=1, add_one=True)
         neg_term = masked_logsumexp(self.beta * self.distance.margin(self.base, mat), neg, axis=1, add_one=True)
         return {type(self).__name__: reduce_elements(pos_term / self.alpha + neg_term / self.beta, self.reducer)}
@@ -129,7 +160,10 @@ class CircleLoss(_PairLoss):
             raise ValueError("CircleLoss needs a similarity (CosineSimilarity or DotProductSimilarity)")
 
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
-        s, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
+        x, labels, sel = self._read(input, target, indices_tuple, positive_mask)
+        if self._core_applies(labels, sel, COSINE):
+            return self._core(x, labels, circle_head, self.m, self.gamma, self.reducer)
+        s, pos, neg = self._generic(x, labels, sel)
         fixed = s.detach()
         logit_p = -self.gamma * F.relu(1.0 + self.m - fixed) * (s - (1.0 - self.m))
         logit_n = self.gamma * F.relu(fixed + self.m) * (s - self.m)
@@ -166,7 +200,11 @@ class LiftedStructureLoss(_PairLoss):
         self._setup(distance, miner, feature_from)
 
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
-        mat, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
+        x, labels, sel = self._read(input, target, indices_tuple, positive_mask)
+        if (self._core_applies(labels, sel, L2_ON_UNIT_ROWS) and labels.mask is None
+                and abs(self.neg_margin) + 2.0 <= exponent_limit(x.dtype)):
+            return self._core(x, labels, lifted_structure_head, self.neg_margin, self.pos_margin, self.reducer)
+        mat, pos, neg = self._generic(x, labels, sel)
         row_lse = masked_logsumexp(self.distance.margin(self.neg_margin, mat), neg, axis=1)  # [N]
         has_neg = neg.any(axis=1)
         # log(e^{L_i} + e^{L_j}) over the negatives of i and of j; a row without negatives adds nothing

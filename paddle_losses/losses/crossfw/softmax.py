@@ -8,7 +8,11 @@ from typing import Optional, Union
 import numpy as np
 import paddle
 
+from ...functional.distances import CosineSimilarity, DotProductSimilarity
 from ...functional.masked_lse import masked_logsumexp
+from ...functional.pair_core import exponent_limit, float_pair_masks, similarity_loss
+from ...functional.pair_heads import ntxent_head
+from ...functional.supcon import supcon_rows
 from ...functional.reduction import check_reducer, reduce_elements
 from ...registry import register_loss
 from ...errors import InputError
@@ -21,6 +25,10 @@ _Spec = Optional[Union[str, dict]]
 
 def _tiny(dtype):
     return float(np.finfo(np.float64 if dtype == paddle.float64 else np.float32).tiny)
+
+
+# The default distances, on which NT-Xent and SupCon run on a closed-form core.
+COSINE = (CosineSimilarity(), DotProductSimilarity())
 
 
 class _SimilarityLoss(MinedPairLoss):
@@ -61,7 +69,15 @@ class NTXentLoss(_SimilarityLoss):
         self._setup(distance, miner, feature_from)
 
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
-        s, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
+        x, labels, sel = self._read(input, target, indices_tuple, positive_mask)
+        # every exponential of the core, e^{(s - 1)/τ} >= e^{-2/τ}, and the ratios it forms stay normal
+        if (self._core_applies(labels, sel, COSINE)
+                and 2.0 / self.temperature + np.log(x.shape[0] + 1.0) <= exponent_limit(x.dtype)):
+            unit_rows = self.distance.normalize(x)
+            pos, neg = float_pair_masks(labels, unit_rows.dtype)
+            return {type(self).__name__: similarity_loss(
+                unit_rows, ntxent_head(pos, neg, self.temperature, self.reducer))}
+        s, pos, neg = self._generic(x, labels, sel)
         z = s / self.temperature
         has_neg = neg.any(axis=1, keepdim=True)
         with paddle.no_grad():
@@ -108,7 +124,14 @@ class PMLSupConLoss(_SimilarityLoss):
         self._setup(distance, miner, feature_from)
 
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
-        s, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
+        x, labels, sel = self._read(input, target, indices_tuple, positive_mask)
+        if self._core_applies(labels, sel, COSINE):
+            # supcon_rows: the same rows (denominator over every other sample), gradient in closed form
+            unit_rows = self.distance.normalize(x)
+            pos, _ = float_pair_masks(labels, unit_rows.dtype)
+            rows, _ = supcon_rows(unit_rows, x.shape[0], pos, self.temperature, self.temperature)
+            return {type(self).__name__: reduce_elements(rows, self.reducer)}
+        s, pos, neg = self._generic(x, labels, sel)
         z = s / self.temperature
         log_den = masked_logsumexp(z, paddle.logical_or(pos, neg), axis=1).reshape([-1, 1])
         w = pos.astype(z.dtype)
