@@ -9,7 +9,7 @@ where the loss adds a constant 1 or shares a fixed bound, and shift by the maske
 """
 import paddle
 
-from .pair_core import MASKED, indicator, inverse_distance, reducer_scale, unit_distance
+from .pair_core import MASKED, indicator, inverse_distance, outer_sum, reducer_scale, unit_distance
 from .reduction import AvgNonZeroReducer, row_sum
 
 
@@ -26,14 +26,15 @@ def contrastive_head(pos, neg, pos_margin, neg_margin, reducer, symmetric):
     def head(s):
         d, q = unit_distance(s)
         hinge_pos = paddle.scale(d, 1.0, -pos_margin).clip_(min=0.0).multiply_(pos)
-        hinge_neg = paddle.scale(d, -1.0, neg_margin).clip_(min=0.0).multiply_(neg)
+        inverse = inverse_distance(d, q)
+        hinge_neg = d.scale_(-1.0, neg_margin).clip_(min=0.0).multiply_(neg)
         total_pos, total_neg = hinge_pos.sum(), hinge_neg.sum()
         on_pos, on_neg = indicator(hinge_pos), indicator(hinge_neg)
         scale_pos = reducer_scale(reducer, pos.sum(), on_pos.sum())
         scale_neg = reducer_scale(reducer, neg.sum(), on_neg.sum())
         value = total_pos * scale_pos + total_neg * scale_neg
         grad = on_neg.multiply_(scale_neg).subtract_(on_pos.multiply_(scale_pos))
-        return value, grad.multiply_(inverse_distance(d, q)), symmetric
+        return value, grad.multiply_(inverse), symmetric
     return head
 
 
@@ -114,7 +115,7 @@ def lifted_structure_head(pos, neg, neg_margin, pos_margin, reducer):
         d, q = unit_distance(s)
         exp_neg = paddle.scale(d, -1.0, neg_margin).exp_().multiply_(neg)
         e = row_sum(exp_neg)
-        both = _column(e) + e.reshape([1, -1])
+        both = outer_sum(e, e)
         empty = (row_sum(neg) == 0).astype(e.dtype)
         if bool(empty.any()):  # a pair of rows without negatives has no negative term: log(0 + 0 + 1) = 0
             both.add_(_column(empty) * empty.reshape([1, -1]))

@@ -216,9 +216,11 @@ class MultiSimilarityMiner(Miner):
         masked = 1e30  # beyond any similarity: masked-out entries never win a row's max / min
         hardest_neg = (s + paddle.scale(neg, masked, -masked)).max(axis=1, keepdim=True)
         hardest_pos = (s - paddle.scale(pos, masked, -masked)).min(axis=1, keepdim=True)
-        keep_pos = (paddle.scale(s, 1.0, -self.epsilon) < hardest_neg).astype(s.dtype).multiply_(pos)
-        keep_neg = (paddle.scale(s, 1.0, self.epsilon) > hardest_pos).astype(s.dtype).multiply_(neg)
-        return keep_pos, keep_neg
+        # [a < b] as the 0/1 float [b − a > 0] (exact: a float difference is > 0 iff a < b): a compare and a
+        # cast to float cost several times these in-place passes on Paddle's CPU kernels
+        below = paddle.scale(s, 1.0, -self.epsilon).scale_(-1.0).add_(hardest_neg)
+        above = paddle.scale(s, 1.0, self.epsilon).subtract_(hardest_pos)
+        return below.clip_(0.0, 1.0).ceil_().multiply_(pos), above.clip_(0.0, 1.0).ceil_().multiply_(neg)
 
 
 def build_miner(spec, path="miner"):

@@ -118,8 +118,9 @@ class MultiSimilarityLoss(_PairLoss):
 
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
         x, labels, sel = self._read(input, target, indices_tuple, positive_mask)
+        # the largest exponents, at s = ±1: e^{α(1 + base)} (positives) and e^{β(1 − base)} (negatives)
         if (self._core_applies(labels, sel, COSINE, miner_ok=self._miner_on_core()) and self.alpha > 0
-                and self.beta > 0 and max(self.alpha, self.beta) * (1.0 + abs(self.base))
+                and self.beta > 0 and max(self.alpha * (1.0 + self.base), self.beta * (1.0 - self.base))
                 <= exponent_limit(x.dtype)):
             return self._core(x, labels, multi_similarity_head, self.alpha, self.beta, self.base, self.reducer,
                               self.miner)
