@@ -43,7 +43,7 @@ class _SimilarityCore(PyLayer):
         unit_rows, grad = ctx.saved_tensor()
         if ctx.symmetric:
             return paddle.matmul(grad, unit_rows) * (2.0 * grad_value)
-        # not in place: the saved G must survive a second backward (retain_graph)
+        # G + Gᵀ into a new buffer: adding a transposed view of G into G itself would read overwritten entries
         return paddle.matmul(grad + grad.t(), unit_rows) * grad_value
 
 
