@@ -91,13 +91,14 @@ def indicator(values):
 
 
 def reducer_scale(reducer, count_valid, count_positive=None):
-    """``1 / #counted`` of a core reducer as a 0-d tensor: the valid elements (``MeanReducer``), those that
-    are also ``> 0`` (``AvgNonZeroReducer``), or ``1`` (``SumReducer``). A count of 0 gives 1: the counted
-    elements' total is 0 then, as the reducers' own ``0 · total``."""
+    """``1 / #counted`` of a core reducer as a Python float: the valid elements (``MeanReducer``), those
+    that are also ``> 0`` (``AvgNonZeroReducer``), or ``1`` (``SumReducer``). A count of 0 gives 1: the
+    counted elements' total is 0 then, as the reducers' own ``0 · total``. A float, not a 0-d tensor:
+    Paddle's CPU kernels broadcast a 0-d operand over ``[N, N]`` at several times the cost of ``scale_``."""
     if isinstance(reducer, SumReducer):
-        return paddle.ones([], dtype=count_valid.dtype)
+        return 1.0
     count = count_positive if isinstance(reducer, AvgNonZeroReducer) else count_valid
-    return 1.0 / paddle.clip(count, min=1.0)
+    return 1.0 / max(float(count), 1.0)
 
 
 def unit_distance(s):
@@ -114,8 +115,7 @@ def unit_distance(s):
 def inverse_distance(d, q):
     """``1/d`` where ``d > 0`` and 0 where ``d = 0`` (``LpDistance``'s zero gradient there), in ``q``'s buffer:
     ``d / (q + tiny)``."""
-    tiny = float(paddle.finfo(q.dtype).tiny)
-    return q.add_(paddle.full([], tiny, q.dtype)).reciprocal_().multiply_(d)
+    return q.scale_(1.0, float(paddle.finfo(q.dtype).tiny)).reciprocal_().multiply_(d)
 
 
 def exponent_limit(dtype):

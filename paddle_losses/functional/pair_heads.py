@@ -1,7 +1,8 @@
 """Closed-form heads of the pytorch-metric-learning pair losses for :func:`.pair_core.similarity_loss`.
 
 Each ``*_head(...)`` returns a function of the similarity buffer ``s`` (``[N, N]``, overwritten) giving
-``(value, G = ∂value/∂S, symmetric)``. ``pos`` / ``neg`` are float 0/1 pair masks (diagonal in neither),
+``(value, G = ∂value/∂S, symmetric)``. ``pos`` / ``neg`` are float 0/1 pair masks (diagonal in neither)
+made for the one call (a head may overwrite them too),
 ``reducer`` one of :data:`.pair_core.CORE_REDUCERS`. The math of each loss is in its class docstring
 (``paddle_losses.losses.crossfw``); the gradients are written out below. The callers check that every
 exponent stays within :func:`.pair_core.exponent_limit`, so the heads exponentiate without a row shift
@@ -25,15 +26,17 @@ def contrastive_head(pos, neg, pos_margin, neg_margin, reducer, symmetric):
     """
     def head(s):
         d, q = unit_distance(s)
-        hinge_pos = paddle.scale(d, 1.0, -pos_margin).clip_(min=0.0).multiply_(pos)
+        count_pos, count_neg = pos.sum(), neg.sum()
+        # the hinges overwrite the masks (this head's own): two [N, N] allocations fewer
+        hinge_pos = pos.multiply_(d if pos_margin == 0 else paddle.scale(d, 1.0, -pos_margin).clip_(min=0.0))
         inverse = inverse_distance(d, q)
-        hinge_neg = d.scale_(-1.0, neg_margin).clip_(min=0.0).multiply_(neg)
+        hinge_neg = neg.multiply_(d.scale_(-1.0, neg_margin).clip_(min=0.0))
         total_pos, total_neg = hinge_pos.sum(), hinge_neg.sum()
         on_pos, on_neg = indicator(hinge_pos), indicator(hinge_neg)
-        scale_pos = reducer_scale(reducer, pos.sum(), on_pos.sum())
-        scale_neg = reducer_scale(reducer, neg.sum(), on_neg.sum())
+        scale_pos = reducer_scale(reducer, count_pos, on_pos.sum())
+        scale_neg = reducer_scale(reducer, count_neg, on_neg.sum())
         value = total_pos * scale_pos + total_neg * scale_neg
-        grad = on_neg.multiply_(scale_neg).subtract_(on_pos.multiply_(scale_pos))
+        grad = on_neg.scale_(scale_neg).subtract_(on_pos.scale_(scale_pos))
         return value, grad.multiply_(inverse), symmetric
     return head
 
@@ -124,7 +127,7 @@ def lifted_structure_head(pos, neg, neg_margin, pos_margin, reducer):
         counted = indicator(hinge.clone()).sum() if isinstance(reducer, AvgNonZeroReducer) else None
         scale = reducer_scale(reducer, pos.sum(), counted)
         u = row_sum(both.reciprocal_().multiply_(hinge)) * (2.0 * scale)
-        grad = exp_neg.multiply_(_column(u)).subtract_(hinge.multiply_(scale))  # = −∂L/∂d
+        grad = exp_neg.multiply_(_column(u)).subtract_(hinge.scale_(scale))  # = −∂L/∂d
         return total * scale, grad.multiply_(inverse_distance(d, q)), False
     return head
 
@@ -153,6 +156,6 @@ def ntxent_head(pos, neg, temperature, reducer):
         scale = reducer_scale(reducer, pos.sum(), counted)
         value = -(log_p.multiply_(weight)).sum() * scale
         h = row_sum(denominator.reciprocal_().multiply_(weight)) * (scale * inv_t)
-        grad = p.scale_(1.0, -1.0).multiply_(weight).multiply_(scale * inv_t)
+        grad = p.scale_(1.0, -1.0).multiply_(weight).scale_(scale * inv_t)
         return value, grad.add_(exp_neg.multiply_(_column(h))), False
     return head

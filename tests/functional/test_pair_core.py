@@ -64,11 +64,11 @@ def test_inverse_distance_is_zero_at_distance_zero():
 
 
 def test_reducer_scale_counts_what_each_reducer_averages():
-    valid, positive = paddle.to_tensor(8.0, "float64"), paddle.to_tensor(5.0, "float64")
-    assert float(reducer_scale(MeanReducer(), valid, positive)) == 1 / 8
-    assert float(reducer_scale(AvgNonZeroReducer(), valid, positive)) == 1 / 5
-    assert float(reducer_scale(SumReducer(), valid, positive)) == 1.0
-    assert float(reducer_scale(AvgNonZeroReducer(), valid, paddle.to_tensor(0.0, "float64"))) == 1.0
+    valid, positive = paddle.to_tensor(8.0), paddle.to_tensor(5.0)
+    assert reducer_scale(MeanReducer(), valid, positive) == 1 / 8
+    assert reducer_scale(AvgNonZeroReducer(), valid, positive) == 1 / 5
+    assert reducer_scale(SumReducer(), valid, positive) == 1.0
+    assert reducer_scale(AvgNonZeroReducer(), valid, paddle.to_tensor(0.0)) == 1.0
 
 
 @pytest.mark.parametrize("labels", [np.arange(24) // 4, np.array([0, 1, 2, 0, 3, 0, 1, 4, 4, 4]),
