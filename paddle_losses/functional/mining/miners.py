@@ -208,6 +208,20 @@ class MultiSimilarityMiner(Miner):
             mat = self.distance(compute_dtype(embeddings.detach(), type(self).__name__, "embeddings"))
             return M.multi_similarity(self.distance.as_distance(mat), pos, neg, self.epsilon, order=mat)
 
+    def similarity_pairs(self, s, pos, neg):
+        """The kept ``(pos, neg)`` pairs as float 0/1 masks, mined on a given similarity matrix ``s`` of the
+        miner's own similarity (``CosineSimilarity`` / normalised ``DotProductSimilarity``, which the
+        caller checks) and float label masks: the same pairs as :meth:`__call__` without a second matmul
+        (``s − ε < max_neg s`` and ``s + ε > min_pos s`` on the same values; an empty side keeps nothing)."""
+        masked = 1e30  # beyond any similarity: masked-out entries never win a row's max / min
+        hardest_neg = (s + paddle.scale(neg, masked, -masked)).max(axis=1, keepdim=True)
+        hardest_pos = (s - paddle.scale(pos, masked, -masked)).min(axis=1, keepdim=True)
+        # [a < b] as the 0/1 float [b − a > 0] (exact: a float difference is > 0 iff a < b): a compare and a
+        # cast to float cost several times these in-place passes on Paddle's CPU kernels
+        below = paddle.scale(s, 1.0, -self.epsilon).scale_(-1.0).add_(hardest_neg)
+        above = paddle.scale(s, 1.0, self.epsilon).subtract_(hardest_pos)
+        return below.clip_(0.0, 1.0).ceil_().multiply_(pos), above.clip_(0.0, 1.0).ceil_().multiply_(neg)
+
 
 def build_miner(spec, path="miner"):
     """A miner from ``{"name": ..., **params}``, a name, an existing miner, or ``None`` (no miner).

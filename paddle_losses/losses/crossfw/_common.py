@@ -1,8 +1,10 @@
 """Shared plumbing of the cross-framework losses: reading the batch and resolving miners/distances."""
+import paddle
 import paddle.nn as nn
 
 from ...functional.distances import build_distance
 from ...functional.mining import build_miner
+from ...functional.pair_core import CORE_REDUCERS
 from ...functional.mining.targets import (read_indices_tuple, read_pair_labels, selection_pair_masks,
                                           selection_triplets)
 from ...inputs import check_features, check_labels, pick
@@ -68,10 +70,28 @@ class MinedPairLoss(nn.Layer):
         self.feature_from = feature_from
 
     def _batch(self, input, target, indices_tuple=None, positive_mask=None):
-        name = type(self).__name__
-        x, labels, sel = read_batch(name, input, target, self.feature_from, indices_tuple, positive_mask)
-        pos, neg = pair_masks(self.miner, x, labels, name, sel)
+        return self._generic(*self._read(input, target, indices_tuple, positive_mask))
+
+    def _read(self, input, target, indices_tuple=None, positive_mask=None):
+        """``(x, pair labels or None, selection or None)`` of a call (see :func:`read_batch`)."""
+        return read_batch(type(self).__name__, input, target, self.feature_from, indices_tuple, positive_mask)
+
+    def _generic(self, x, labels, sel):
+        """``(matrix, pos, neg)``: the distance matrix on the autograd tape and bool pair masks."""
+        pos, neg = pair_masks(self.miner, x, labels, type(self).__name__, sel)
         return self._matrix(x), pos, neg
 
     def _matrix(self, x):
         return self.distance(x)
+
+    # Tests set this False on an instance to compare the closed-form core with the generic path.
+    _use_core = True
+
+    def _core_applies(self, labels, sel, distances, miner_ok=False):
+        """Common part of the losses' closed-form-core predicate (``functional.pair_core``): eager mode,
+        labels (no given ``indices_tuple``), no miner (unless ``miner_ok``), a core reducer, and the
+        loss's distance equal to one of ``distances``."""
+        return (self._use_core and paddle.in_dynamic_mode() and sel is None and labels is not None
+                and (self.miner is None or miner_ok)
+                and type(getattr(self, "reducer", None)) in CORE_REDUCERS
+                and self.distance in distances)

@@ -12,7 +12,12 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from ...functional.distances import CosineSimilarity, DotProductSimilarity, LpDistance
 from ...functional.masked_lse import masked_logsumexp
+from ...functional.mining import MultiSimilarityMiner
+from ...functional.pair_core import exponent_limit, float_pair_masks, similarity_loss
+from ...functional.pair_heads import (circle_head, contrastive_head, lifted_structure_head,
+                                      multi_similarity_head)
 from ...functional.reduction import DoNothingReducer, check_reducer, reduce_elements
 from ...registry import register_loss
 from ._common import MinedPairLoss
@@ -21,8 +26,19 @@ _Spec = Optional[Union[str, dict]]
 _ReducerSpec = Union[str, dict]
 
 
+# The default distances, on which the closed-form core (functional.pair_core) computes these losses.
+L2_ON_UNIT_ROWS = (LpDistance(),)
+COSINE = (CosineSimilarity(), DotProductSimilarity())
+
+
 class _PairLoss(MinedPairLoss):
     default_distance = "LpDistance"
+
+    def _core(self, x, labels, make_head, *params):
+        """The loss on the closed-form core, with the head ``make_head(pos, neg, *params)`` (float masks)."""
+        unit_rows = self.distance.normalize(x)
+        pos, neg = float_pair_masks(labels, unit_rows.dtype)
+        return {type(self).__name__: similarity_loss(unit_rows, make_head(pos, neg, *params))}
 
 
 @register_loss
@@ -33,6 +49,10 @@ class PMLContrastiveLoss(_PairLoss):
     pairs ``relu(neg_margin - d)`` (not squared). With ``CosineSimilarity`` ``s``: ``relu(pos_margin - s)``
     and ``relu(s - neg_margin)``. Each sub-loss is reduced on its own (default ``AvgNonZeroReducer``), then
     the two are added (``DoNothingReducer``: the positive-pair losses followed by the negative-pair ones).
+
+    Speed: with the default distance, a ``MeanReducer`` / ``AvgNonZeroReducer`` / ``SumReducer``, labels (no
+    ``indices_tuple``) and no miner, in eager mode, the loss runs on ``functional.pair_core``: value and
+    ``∂L/∂S`` in closed form in the forward, one matmul in the backward, the same numbers as the generic path.
 
     Args: ``pos_margin=0.0``, ``neg_margin=1.0``, ``distance``, ``reducer``, ``miner`` (pair or triplet
     miner; triplets become their (a,p) and (a,n) pairs, duplicates collapsed), ``feature_from``.
@@ -53,7 +73,11 @@ class PMLContrastiveLoss(_PairLoss):
         self._setup(distance, miner, feature_from)
 
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
-        mat, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
+        x, labels, sel = self._read(input, target, indices_tuple, positive_mask)
+        if self._core_applies(labels, sel, L2_ON_UNIT_ROWS):
+            return self._core(x, labels, contrastive_head, self.pos_margin, self.neg_margin, self.reducer,
+                              labels.mask is None)
+        mat, pos, neg = self._generic(x, labels, sel)
         pos_loss = F.relu(self.distance.margin(mat, self.pos_margin))
         neg_loss = F.relu(self.distance.margin(self.neg_margin, mat))
         pos_part = reduce_elements(pos_loss, self.reducer, pos)
@@ -73,6 +97,11 @@ class MultiSimilarityLoss(_PairLoss):
     pairs (use ``miner: {name: MultiSimilarityMiner, epsilon: 0.1}`` for the paper's pair mining). Mean over
     all N rows (rows without pairs count as 0), as PML's ``MeanReducer``.
 
+    Speed: with the default distance, a ``MeanReducer`` / ``AvgNonZeroReducer`` / ``SumReducer``, labels (no
+    ``indices_tuple``), no miner or a ``MultiSimilarityMiner`` on cosine (mined on
+    the loss's own ``S``), ``α(1 + base)`` and ``β(1 − base)`` within the float32 bound 60, in eager mode, the loss runs on ``functional.pair_core``: value and
+    ``∂L/∂S`` in closed form in the forward, one matmul in the backward, the same numbers as the generic path.
+
     Args: ``alpha=2.0``, ``beta=50.0``, ``base=0.5``, ``distance``, ``reducer`` (default ``MeanReducer``),
     ``miner``, ``feature_from``.
 
@@ -91,8 +120,20 @@ class MultiSimilarityLoss(_PairLoss):
         self.reducer = check_reducer(reducer, f"{type(self).__name__}.reducer")
         self._setup(distance, miner, feature_from)
 
+    def _miner_on_core(self):
+        """The miner runs on the core's S: a MultiSimilarityMiner on cosine similarity (or no miner)."""
+        return self.miner is None or (isinstance(self.miner, MultiSimilarityMiner)
+                                      and self.miner.distance in COSINE)
+
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
-        mat, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
+        x, labels, sel = self._read(input, target, indices_tuple, positive_mask)
+        # the largest exponents, at s = ±1: e^{α(1 + base)} (positives) and e^{β(1 − base)} (negatives)
+        if (self._core_applies(labels, sel, COSINE, miner_ok=self._miner_on_core()) and self.alpha > 0
+                and self.beta > 0 and max(self.alpha * (1.0 + self.base), self.beta * (1.0 - self.base))
+                <= exponent_limit(x.dtype)):
+            return self._core(x, labels, multi_similarity_head, self.alpha, self.beta, self.base, self.reducer,
+                              self.miner)
+        mat, pos, neg = self._generic(x, labels, sel)
         pos_term = masked_logsumexp(self.alpha * self.distance.margin(mat, self.base), pos, axis=1, add_one=True)
         neg_term = masked_logsumexp(self.beta * self.distance.margin(self.base, mat), neg, axis=1, add_one=True)
         return {type(self).__name__: reduce_elements(pos_term / self.alpha + neg_term / self.beta, self.reducer)}
@@ -107,6 +148,10 @@ class CircleLoss(_PairLoss):
     are computed from a detached ``s`` (no gradient through them, as PML). Per row
     ``l_i = softplus(LSE_pos + LSE_neg)`` (softplus returns x above 20); rows lacking a positive or a
     negative give 0. Reduced by ``AvgNonZeroReducer`` by default.
+
+    Speed: with the default distance, a ``MeanReducer`` / ``AvgNonZeroReducer`` / ``SumReducer``, labels (no
+    ``indices_tuple``) and no miner, in eager mode, the loss runs on ``functional.pair_core``: value and
+    ``∂L/∂S`` in closed form in the forward, one matmul in the backward, the same numbers as the generic path.
 
     Args: ``m=0.4``, ``gamma=80.0``, ``distance`` (a similarity), ``reducer``, ``miner``, ``feature_from``.
 
@@ -129,7 +174,10 @@ class CircleLoss(_PairLoss):
             raise ValueError("CircleLoss needs a similarity (CosineSimilarity or DotProductSimilarity)")
 
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
-        s, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
+        x, labels, sel = self._read(input, target, indices_tuple, positive_mask)
+        if self._core_applies(labels, sel, COSINE):
+            return self._core(x, labels, circle_head, self.m, self.gamma, self.reducer)
+        s, pos, neg = self._generic(x, labels, sel)
         fixed = s.detach()
         logit_p = -self.gamma * F.relu(1.0 + self.m - fixed) * (s - (1.0 - self.m))
         logit_n = self.gamma * F.relu(fixed + self.m) * (s - self.m)
@@ -147,6 +195,11 @@ class LiftedStructureLoss(_PairLoss):
     ``x = log Σ_{(a,k): a∈{i,j}, (a,k) negative pair} e^{neg_margin - d_ak} + d_ij - pos_margin`` and
     ``l = relu(x)² / 2`` (the log-sum is 0 when neither has a negative). Mean over the positive pairs.
     ``d`` = L2 on normalised rows by default.
+
+    Speed: with the default distance, a ``MeanReducer`` / ``AvgNonZeroReducer`` / ``SumReducer``, labels (no
+    ``indices_tuple``), class ids or multi-hot (not a ``positive_mask``), no miner and
+    ``|neg_margin| <= 58``, in eager mode, the loss runs on ``functional.pair_core``: value and
+    ``∂L/∂S`` in closed form in the forward, one matmul in the backward, the same numbers as the generic path.
 
     Args: ``neg_margin=1.0``, ``pos_margin=0.0``, ``distance``, ``reducer`` (default ``MeanReducer``, over the
     positive pairs), ``miner``, ``feature_from``.
@@ -166,7 +219,11 @@ class LiftedStructureLoss(_PairLoss):
         self._setup(distance, miner, feature_from)
 
     def forward(self, input, target=None, indices_tuple=None, positive_mask=None):
-        mat, pos, neg = self._batch(input, target, indices_tuple, positive_mask)
+        x, labels, sel = self._read(input, target, indices_tuple, positive_mask)
+        if (self._core_applies(labels, sel, L2_ON_UNIT_ROWS) and labels.mask is None
+                and abs(self.neg_margin) + 2.0 <= exponent_limit(x.dtype)):
+            return self._core(x, labels, lifted_structure_head, self.neg_margin, self.pos_margin, self.reducer)
+        mat, pos, neg = self._generic(x, labels, sel)
         row_lse = masked_logsumexp(self.distance.margin(self.neg_margin, mat), neg, axis=1)  # [N]
         has_neg = neg.any(axis=1)
         # log(e^{L_i} + e^{L_j}) over the negatives of i and of j; a row without negatives adds nothing
