@@ -3,6 +3,11 @@
 Each holds its parameter under PML's name and layout (``W`` ``[embedding_size, num_classes]`` with one
 class per column; ``proxies`` ``[num_classes, embedding_size]``), so PML weights load by transposing
 nothing. Cosines are between L2-normalised embeddings and L2-normalised class vectors (eps 1e-12).
+
+In eager mode, with a scale small enough that the exponentials need no running maximum (the defaults
+are), the losses run on closed-form forward and backward passes (:mod:`...functional.margin_softmax`);
+otherwise (tracing, huge scales, rows whose squared norm overflows) on the autograd formula below, which
+gives the same values and gradients to rounding.
 """
 import math
 
@@ -11,6 +16,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ...errors import InputError
+from ...functional.margin_softmax import exp_is_safe, margin_softmax_ce, proxy_anchor
 from ...functional.masked_lse import masked_logsumexp
 from ...functional.normalize import l2_normalize
 from ...functional.reduction import divisor_reduce
@@ -54,12 +60,31 @@ class _MarginSoftmax(nn.Layer):
         return paddle.take_along_axis(cos, best, axis=2).squeeze(2)
 
     def modify_target(self, cos_target):
+        """The target cosine's replacement ``f(t)`` on the autograd tape."""
+        raise NotImplementedError
+
+    def target_and_slope(self, t):
+        """``(f(t), f'(t))`` for the target cosines ``t [N, 1]`` (no tape): the closed-form path's margin."""
+        raise NotImplementedError
+
+    def target_range(self):
+        """Bounds ``(lowest, highest)`` of ``f(t)`` over ``t`` in ``[-1, 1]``."""
         raise NotImplementedError
 
     def forward(self, input, target):
         name = type(self).__name__
         x, labels = embeddings_and_labels(name, input, target, self.feature_from)
         _check_batch(name, x, labels, self.num_classes, self.embedding_size)
+        lowest, highest = self.target_range()
+        if (paddle.in_dynamic_mode() and x.shape[0] > 0
+                and exp_is_safe(self.W.dtype, self.scale, min(lowest, -1.0), max(highest, 1.0), self.num_classes)):
+            loss = margin_softmax_ce(x, self.W, labels, self.target_and_slope, self.scale, self.sub_centers)
+            if loss is not None:
+                return {name: loss}
+        return {name: self.reference_loss(x, labels)}
+
+    def reference_loss(self, x, labels):
+        """The loss on the autograd tape (tracing, large scales, overflowing norms; the tests' reference)."""
         cos = self._cosine(x)
         one_hot = F.one_hot(labels, self.num_classes).astype(cos.dtype)
         cos_target = (cos * one_hot).sum(axis=1, keepdim=True)
@@ -67,7 +92,7 @@ class _MarginSoftmax(nn.Layer):
         # LSE - target logit, not F.cross_entropy: Paddle's CPU softmax floors log-probabilities at -64,
         # which these scale-64 logits reach (a wrong target then costs exactly 64, not its true value)
         target_logit = paddle.take_along_axis(logits, labels.reshape([-1, 1]), axis=1).squeeze(1)
-        return {name: (paddle.logsumexp(logits, axis=1) - target_logit).mean()}
+        return (paddle.logsumexp(logits, axis=1) - target_logit).mean()
 
 
 class _ArcFaceBase(_MarginSoftmax):
@@ -76,6 +101,23 @@ class _ArcFaceBase(_MarginSoftmax):
         theta = paddle.acos(paddle.clip(cos_target, -1.0, 1.0))
         # cos(θ + m) stops decreasing past θ = π - m; PML switches to cos θ - m·sin m there
         return paddle.where(theta <= math.pi - m, paddle.cos(theta + m), paddle.cos(theta) - m * math.sin(m))
+
+    def target_and_slope(self, t):
+        m = self.margin_radians
+        c = paddle.clip(t, -1.0, 1.0)
+        theta = paddle.acos(c)
+        keep = theta <= math.pi - m
+        value = paddle.where(keep, paddle.cos(theta + m), paddle.cos(theta) - m * math.sin(m))
+        # d cos(acos t + m)/dt = sin(θ + m)/sin θ (infinite at t = 1, as on the tape); the fallback
+        # cos(acos t) − m·sin m has slope exactly 1 (the tape's 0/0 there gives inf or NaN at t = −1)
+        slope = paddle.where(keep, paddle.sin(theta + m) / paddle.sqrt(1.0 - c * c), paddle.ones_like(c))
+        # the clip passes the gradient inside [-1, 1] and at its bounds only
+        inside = paddle.logical_and(t >= -1.0, t <= 1.0).astype(t.dtype)
+        return value, slope * inside
+
+    def target_range(self):
+        m = self.margin_radians
+        return -1.0 - abs(m * math.sin(m)), 1.0
 
 
 @register_loss
@@ -158,6 +200,12 @@ class CosFaceLoss(_MarginSoftmax):
     def modify_target(self, cos_target):
         return cos_target - self.margin
 
+    def target_and_slope(self, t):
+        return t - self.margin, paddle.ones_like(t)
+
+    def target_range(self):
+        return -1.0 - self.margin, 1.0 - self.margin
+
 
 @register_loss
 class ProxyAnchorLoss(nn.Layer):
@@ -192,12 +240,22 @@ class ProxyAnchorLoss(nn.Layer):
         name = type(self).__name__
         x, labels = embeddings_and_labels(name, input, target, self.feature_from)
         _check_batch(name, x, labels, self.num_classes, self.embedding_size)
+        # e^{α(cos + δ)} and e^{−α(cos − δ)} both stay below e^{α(1 + |δ|)}; tiny terms are harmless (log1p)
+        bound = 1.0 + abs(self.margin)
+        if paddle.in_dynamic_mode() and x.shape[0] > 0 and exp_is_safe(self.proxies.dtype, self.alpha, -bound,
+                                                                        bound, x.shape[0]):
+            loss = proxy_anchor(x, self.proxies, labels, self.alpha, self.margin)
+            if loss is not None:
+                return {name: loss}
+        return {name: self.reference_loss(x, labels)}
+
+    def reference_loss(self, x, labels):
+        """The loss on the autograd tape (tracing, large ``alpha``, overflowing norms; the tests' reference)."""
         cos = paddle.matmul(l2_normalize(x, "clamp"), l2_normalize(self.proxies, "clamp"), transpose_y=True)
         pos = labels.reshape([-1, 1]) == paddle.arange(self.num_classes, dtype="int64").reshape([1, -1])
         neg = paddle.logical_not(pos)
         pos_term = masked_logsumexp(self.alpha * (self.margin - cos), pos, axis=0, add_one=True)
         neg_term = masked_logsumexp(self.alpha * (cos + self.margin), neg, axis=0, add_one=True)
         present = pos.any(axis=0).astype(cos.dtype).sum()
-        loss = divisor_reduce(pos_term.sum(), present) + divisor_reduce(neg_term.sum(),
-                                                                         paddle.full([], self.num_classes, cos.dtype))
-        return {name: loss}
+        return divisor_reduce(pos_term.sum(), present) + divisor_reduce(neg_term.sum(),
+                                                                        paddle.full([], self.num_classes, cos.dtype))
