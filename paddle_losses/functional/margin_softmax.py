@@ -32,8 +32,9 @@ EXP_LIMIT = {"float32": 80.0, "float64": 700.0}
 
 
 def exp_is_safe(dtype, scale, lowest, highest, terms):
-    """True when ``e^{scale·v}`` for every ``v`` in ``[lowest, highest]``, and a sum of ``terms`` of them, stay
-    finite and normal in ``dtype`` (a ``paddle`` dtype)."""
+    """True when, in ``dtype`` (a ``paddle`` dtype), ``e^{scale·v}`` for ``v <= highest`` and a sum of ``terms``
+    of them stay finite, and ``e^{scale·lowest}`` is a normal number (pass as ``lowest`` a bound on the
+    *largest* term of each sum: smaller terms may underflow harmlessly)."""
     limit = EXP_LIMIT.get(str(dtype).replace("paddle.", ""))
     if limit is None or not scale >= 0:
         return False

@@ -76,8 +76,10 @@ class _MarginSoftmax(nn.Layer):
         x, labels = embeddings_and_labels(name, input, target, self.feature_from)
         _check_batch(name, x, labels, self.num_classes, self.embedding_size)
         lowest, highest = self.target_range()
+        # a row's largest term is at least e^{-scale} (an off-target cosine) unless the target is alone
+        lowest = -1.0 if self.num_classes > 1 else min(lowest, -1.0)
         if (paddle.in_dynamic_mode() and x.shape[0] > 0
-                and exp_is_safe(self.W.dtype, self.scale, min(lowest, -1.0), max(highest, 1.0), self.num_classes)):
+                and exp_is_safe(self.W.dtype, self.scale, lowest, max(highest, 1.0), self.num_classes)):
             loss = margin_softmax_ce(x, self.W, labels, self.target_and_slope, self.scale, self.sub_centers)
             if loss is not None:
                 return {name: loss}
@@ -240,9 +242,9 @@ class ProxyAnchorLoss(nn.Layer):
         name = type(self).__name__
         x, labels = embeddings_and_labels(name, input, target, self.feature_from)
         _check_batch(name, x, labels, self.num_classes, self.embedding_size)
-        # e^{α(cos + δ)} and e^{−α(cos − δ)} both stay below e^{α(1 + |δ|)}; tiny terms are harmless (log1p)
+        # e^{α(cos + δ)} and e^{−α(cos − δ)} both stay below e^{α(1 + |δ|)}; tiny sums are harmless (log1p)
         bound = 1.0 + abs(self.margin)
-        if paddle.in_dynamic_mode() and x.shape[0] > 0 and exp_is_safe(self.proxies.dtype, self.alpha, -bound,
+        if paddle.in_dynamic_mode() and x.shape[0] > 0 and exp_is_safe(self.proxies.dtype, self.alpha, 0.0,
                                                                         bound, x.shape[0]):
             loss = proxy_anchor(x, self.proxies, labels, self.alpha, self.margin)
             if loss is not None:
