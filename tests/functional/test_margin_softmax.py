@@ -191,3 +191,17 @@ def test_default_float32_losses_take_the_closed_form_path(cls):
     else:
         fast = margin_softmax_ce(x, loss.W, y, loss.target_and_slope, loss.scale, loss.sub_centers)
     assert out == float(fast)
+
+
+@pytest.mark.parametrize("kind", ["arcface", "subcenter"])
+def test_weight_gradient_without_embedding_gradient(kind):
+    """Embeddings that need no gradient (a frozen backbone): only the class weights get one, as on the tape."""
+    loss = MARGIN_LOSSES[kind](4, 5)
+    _f64(loss, "W", RNG.normal(size=(5, 4 * loss.sub_centers)))
+    x, y = paddle.to_tensor(RNG.normal(size=(6, 5))), paddle.to_tensor([0, 1, 2, 3, 0, 1])
+    loss.W.clear_gradient()
+    margin_softmax_ce(x, loss.W, y, loss.target_and_slope, loss.scale, loss.sub_centers).backward()
+    fast = loss.W.grad.numpy()
+    loss.W.clear_gradient()
+    loss.reference_loss(x, y).backward()
+    np.testing.assert_allclose(fast, loss.W.grad.numpy(), rtol=1e-10, atol=1e-12)
