@@ -123,23 +123,19 @@ class _MarginSoftmaxCE(PyLayer):
     Forward, per row: ``e = exp(s·z)`` (no shift: :func:`exp_is_safe` holds), ``Z = Σ e``,
     ``loss_i = log Z − s·z_y``; the gradient w.r.t. ``cos`` is ``(s/N)·e/Z`` off the target and
     ``(s/N)·(p_y − 1)·f'(t)`` at it, written over ``e``. Backward: the products and the normalisations'
-    Jacobians (module docstring); with sub-centres each product runs per sub-centre on the entries it won.
+    Jacobians (module docstring). With sub-centres the forward products run per sub-centre, and the gradient
+    reaches each entry only through the sub-centre that won it.
     """
 
     @staticmethod
     def forward(ctx, x, weight, ids, target_rule, scale, sub_centers, sq_x, sq_w):
         rows, k = x.shape[0], sub_centers
         xn, q, x_live = _unit(x, sq_x)
+        wn, r, w_live = _unit(weight, sq_w)
         if k == 1:
-            units = [_unit(weight, sq_w)]
+            cos, wins = paddle.matmul(xn, wn), None
         else:
-            units = [_unit(weight[:, j::k].contiguous(), sq_w[j::k].contiguous()) for j in range(k)]
-        cosines = [paddle.matmul(xn, wn) for wn, _, _ in units]
-        if sub_centers == 1:
-            cos, wins = cosines[0], None
-        else:
-            cos, wins = _best_sub_centre(cosines)
-            del cosines
+            cos, wins = _best_sub_centre([paddle.matmul(xn, part) for part in _sub_centre_columns(wn, k)])
         target, slope = target_rule(_pick(cos, ids))
         target = target * scale
         e = inplace(inplace(cos, "scale", scale), "put_along_axis", ids, target, 1)
@@ -150,37 +146,46 @@ class _MarginSoftmaxCE(PyLayer):
         p_target = paddle.exp(target - log_z)
         grad = inplace(e, "multiply", (scale / rows) / z)
         grad = inplace(grad, "put_along_axis", ids, (p_target - 1.0) * slope * (scale / rows), 1)
-        ctx.sub_centers = sub_centers
+        ctx.sub_centers, ctx.wins = k, wins
         ctx.needs = (not x.stop_gradient, not weight.stop_gradient)
-        ctx.save_for_backward(grad, xn, q, x_live, *[t for u in units for t in u])
-        ctx.wins = wins
+        ctx.save_for_backward(grad, xn, q, x_live, wn, r, w_live)
         return loss
 
     @staticmethod
     def backward(ctx, upstream):
-        grad, xn, q, x_live, *flat = ctx.saved_tensor()
-        units = [flat[i:i + 3] for i in range(0, len(flat), 3)]
+        grad, xn, q, x_live, wn, r, w_live = ctx.saved_tensor()
         g = float(upstream)
         if g != 1.0:
             grad = grad * g
         k, (need_x, need_w) = ctx.sub_centers, ctx.needs
-        grads = [grad] if k == 1 else [grad * win.astype(grad.dtype) for win in ctx.wins]
-        grad_xn, grad_parts = None, []
-        for gj, (wn, r, live) in zip(grads, units):
+        rows, dim = xn.shape
+        grad_xn = grad_wn = None
+        if k > 1 and rows > dim:
+            # Many rows: one product per sub-centre on the entries it won, the [D, C] results interleaved.
+            parts = [grad * win.astype(grad.dtype) for win in ctx.wins]
             if need_x:
-                a = paddle.matmul(gj, wn, transpose_y=True)
-                grad_xn = a if grad_xn is None else inplace(grad_xn, "add", a)
+                for gj, wj in zip(parts, _sub_centre_columns(wn, k)):
+                    a = paddle.matmul(gj, wj, transpose_y=True)
+                    grad_xn = a if grad_xn is None else inplace(grad_xn, "add", a)
             if need_w:
-                grad_parts.append(_unit_grad(wn, r, live, paddle.matmul(xn, gj, transpose_x=True), 0))
-        grad_x = _unit_grad(xn, q, x_live, grad_xn, 1) if need_x else None
-        if not need_w:
-            grad_w = None
-        elif k == 1:
-            grad_w = grad_parts[0]
+                grad_wn = paddle.stack([paddle.matmul(xn, gj, transpose_x=True) for gj in parts], axis=2)
+                grad_wn = grad_wn.reshape(wn.shape)
         else:
-            d, c = grad_parts[0].shape
-            grad_w = paddle.stack(grad_parts, axis=2).reshape([d, c * k])
+            if k > 1:
+                # Few rows: the gradient w.r.t. every column, interleaved as the weight's, is the smaller tensor
+                parts = [grad * win.astype(grad.dtype) for win in ctx.wins]
+                grad = paddle.stack(parts, axis=2).reshape([rows, wn.shape[1]])
+            grad_xn = paddle.matmul(grad, wn, transpose_y=True) if need_x else None
+            grad_wn = paddle.matmul(xn, grad, transpose_x=True) if need_w else None
+        grad_x = _unit_grad(xn, q, x_live, grad_xn, 1) if need_x else None
+        grad_w = _unit_grad(wn, r, w_live, grad_wn, 0) if need_w else None
         return grad_x, grad_w, None, None, None
+
+
+def _sub_centre_columns(weight, k):
+    """The ``k`` sub-centres' ``[D, C]`` column sets of a ``[D, C·k]`` weight (column ``c·k + j`` is sub-centre ``j``
+    of class ``c``), as contiguous copies."""
+    return [weight[:, j::k].contiguous() for j in range(k)]
 
 
 def margin_softmax_ce(x, weight, ids, target_rule, scale, sub_centers=1):

@@ -98,23 +98,37 @@ def test_arcface_cosine_at_minus_one_takes_the_fallback_with_a_finite_gradient()
     np.testing.assert_allclose(gw, num_w, rtol=1e-5, atol=1e-6)
 
 
-def test_arcface_cosine_at_plus_one_value_matches():
-    """θ = 0: the value is cos m (times the scale); both paths agree on it (the slope is infinite there)."""
-    loss = _f64(ArcFaceLoss(3, 3, scale=64.0), "W", np.eye(3))
-    x = paddle.to_tensor(np.array([[2.0, 0.0, 0.0], [0.0, 0.0, -1.0]]))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_arcface_cosine_at_plus_one_keeps_finite_gradients(dtype):
+    """θ = 0: the value is cos m (times the scale) on both paths. There the tape gives 0·∞ (acos' is
+    infinite, the gradient of t is 0) and a NaN row; the closed form takes the product's bounded limit, so
+    every gradient stays finite and the other rows' gradients equal the tape's."""
+    w = np.eye(3) if dtype == "float64" else RNG.normal(size=(3, 3))
+    loss = ArcFaceLoss(3, 3, scale=64.0)
+    loss.to(dtype=dtype)
+    loss.W.set_value(paddle.to_tensor(w.astype(dtype)))
+    x = np.stack([2.0 * w[:, 0], np.array([0.3, -1.0, 0.5])]).astype(dtype)  # row 0 lies on its class
     fast, ref = _margin_pair(loss, np.array([0, 2]))
-    assert float(fast(x)) == pytest.approx(float(ref(x)), rel=1e-12)
+    xt = paddle.to_tensor(x)
+    assert float(fast(xt)) == pytest.approx(float(ref(xt)), rel=1e-12 if dtype == "float64" else 1e-6)
+    v, gx, gw = _value_and_grads(fast, loss.W, x)
+    assert np.isfinite(gx).all() and np.isfinite(gw).all()
+    # the other row's gradient does not depend on row 0's target slope
+    np.testing.assert_allclose(gx[1], _value_and_grads(ref, loss.W, x)[1][1], rtol=1e-5, atol=1e-7)
 
 
-def test_subcenter_ties_send_the_gradient_to_the_first_sub_centre():
+@pytest.mark.parametrize("extra_rows", [0, 6], ids=["rows_below_dim", "rows_above_dim"])
+def test_subcenter_ties_send_the_gradient_to_the_first_sub_centre(extra_rows):
     classes, dim, k = 4, 5, 3
     loss = SubCenterArcFaceLoss(classes, dim, sub_centers=k)
     w = RNG.normal(size=(dim, classes * k))
     w[:, 1] = w[:, 0]  # class 0: sub-centres 0 and 1 identical
     w[:, 2 * k + 2] = w[:, 2 * k + 1] * 2.0  # class 2: sub-centres 1 and 2 parallel (equal cosines)
     _f64(loss, "W", w)
-    x = np.stack([w[:, 0] + 0.1 * RNG.normal(size=dim), w[:, 2 * k + 1], RNG.normal(size=dim)])
-    fast, ref = _margin_pair(loss, np.array([0, 2, 1]))
+    x = np.stack([w[:, 0] + 0.1 * RNG.normal(size=dim), w[:, 2 * k + 1] + 0.1 * RNG.normal(size=dim),
+                  RNG.normal(size=dim)]
+                 + [RNG.normal(size=dim) for _ in range(extra_rows)])
+    fast, ref = _margin_pair(loss, np.array([0, 2, 1] + [3] * extra_rows))
     _assert_same(fast, ref, loss.W, x)
     _, _, gw = _value_and_grads(fast, loss.W, x)
     assert np.abs(gw[:, 0]).sum() > 0 and np.abs(gw[:, 1]).sum() == 0

@@ -110,12 +110,17 @@ class _ArcFaceBase(_MarginSoftmax):
         theta = paddle.acos(c)
         keep = theta <= math.pi - m
         value = paddle.where(keep, paddle.cos(theta + m), paddle.cos(theta) - m * math.sin(m))
-        # d cos(acos t + m)/dt = sin(θ + m)/sin θ (infinite at t = 1, as on the tape); the fallback
-        # cos(acos t) − m·sin m has slope exactly 1 (the tape's 0/0 there gives inf or NaN at t = −1)
-        slope = paddle.where(keep, paddle.sin(theta + m) / paddle.sqrt(1.0 - c * c), paddle.ones_like(c))
-        # the clip passes the gradient inside [-1, 1] and at its bounds only
-        inside = paddle.logical_and(t >= -1.0, t <= 1.0).astype(t.dtype)
-        return value, slope * inside
+        # d cos(acos t + m)/dt = sin(θ + m)/sin θ; the fallback cos(acos t) − m·sin m has slope exactly 1.
+        # Where the tape multiplies an infinite acos' by 0 (t at or past ±1) it gives inf or NaN, which the
+        # matrix products then spread over a whole row and every class column. Here: slope 1 at θ = π
+        # (fallback), 0 at θ = 0 (the gradient of t itself vanishes there, so the product's limit is
+        # bounded and its direction undefined) and 0 past ±1 (the clip blocks the gradient).
+        sin_theta = paddle.sqrt(1.0 - c * c)
+        nonzero = sin_theta > 0
+        arc = paddle.sin(theta + m) / paddle.where(nonzero, sin_theta, paddle.ones_like(c))
+        zero = paddle.zeros_like(c)
+        slope = paddle.where(keep, paddle.where(nonzero, arc, zero), paddle.ones_like(c))
+        return value, paddle.where(paddle.logical_and(t >= -1.0, t <= 1.0), slope, zero)
 
     def target_range(self):
         m = self.margin_radians
