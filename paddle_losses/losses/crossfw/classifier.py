@@ -136,6 +136,11 @@ class ArcFaceLoss(_ArcFaceBase):
     ``θ <= π - m`` else ``cos θ - m sin m``; ``m = radians(margin)``: **margin is in degrees**
     (28.6° ≈ 0.5 rad). Logits ``× scale``, mean cross-entropy over the batch.
 
+    Gradient where a target cosine is exactly 1, or rounds past ±1: PML (and the autograd formula here)
+    multiply acos's infinite derivative by 0 and get inf or NaN for the whole row and every class column;
+    the closed-form path uses the finite limits instead (0 at θ = 0, slope 1 on the fallback at θ = π, 0
+    past ±1). Everywhere else the two agree to rounding.
+
     Args: ``num_classes``, ``embedding_size``, ``margin=28.6`` (degrees), ``scale=64.0``, ``feature_from``.
 
     Reads ``input[feature_from]`` and class-id labels. Returns ``{"ArcFaceLoss": scalar}``.
@@ -159,8 +164,8 @@ class SubCenterArcFaceLoss(_ArcFaceBase):
     vectors per class.
 
     ``W`` is ``[embedding_size, num_classes · sub_centers]`` and column ``c · sub_centers + k`` is sub-centre
-    ``k`` of class ``c``; ``cos_ic = max_k x̂_i · ŵ_{c,k}`` (the gradient reaches the arg-max sub-centre
-    only), then as :class:`ArcFaceLoss` (margin in degrees). PML's outlier-removal helper is not offered.
+    ``k`` of class ``c``; ``cos_ic = max_k x̂_i · ŵ_{c,k}`` (the gradient reaches the arg-max sub-centre,
+    the lowest-numbered among ties, only), then as :class:`ArcFaceLoss` (margin in degrees). PML's outlier-removal helper is not offered.
 
     Args: ``num_classes``, ``embedding_size``, ``margin=28.6``, ``scale=64.0``, ``sub_centers=3``,
     ``feature_from``.
