@@ -164,8 +164,9 @@ class SubCenterArcFaceLoss(_ArcFaceBase):
     vectors per class.
 
     ``W`` is ``[embedding_size, num_classes · sub_centers]`` and column ``c · sub_centers + k`` is sub-centre
-    ``k`` of class ``c``; ``cos_ic = max_k x̂_i · ŵ_{c,k}`` (the gradient reaches the arg-max sub-centre,
-    the lowest-numbered among ties, only), then as :class:`ArcFaceLoss` (margin in degrees). PML's outlier-removal helper is not offered.
+    ``k`` of class ``c``; ``cos_ic = max_k x̂_i · ŵ_{c,k}`` (the gradient reaches the arg-max sub-centre only,
+    the lowest-numbered among ties), then as :class:`ArcFaceLoss` (margin in degrees). PML's outlier-removal
+    helper is not offered.
 
     Args: ``num_classes``, ``embedding_size``, ``margin=28.6``, ``scale=64.0``, ``sub_centers=3``,
     ``feature_from``.
