@@ -206,8 +206,8 @@ def margin_softmax_ce(x, weight, ids, target_rule, scale, sub_centers=1):
 
 
 class _ProxyAnchor(PyLayer):
-    """``Σ_c log(1 + S⁺_c) / #present + Σ_c log(1 + S⁻_c) / C`` for ``cos = P̂·x̂ᵀ`` ``[C, N]`` (classes on the
-    rows, so every sum runs along the last axis), ``S⁺_c = Σ_{i: y_i = c} e^{−α(cos_ci − δ)}`` and
+    """``Σ_c log(1 + S⁺_c) / #present + Σ_c log(1 + S⁻_c) / C`` for ``cos = P̂·x̂ᵀ`` ``[C, N]`` (classes on
+    the rows, so every sum runs along the last axis), ``S⁺_c = Σ_{i: y_i = c} e^{−α(cos_ci − δ)}`` and
     ``S⁻_c = Σ_{i: y_i ≠ c} e^{α(cos_ci + δ)}``.
 
     ``e^{α(cos + δ)}`` is computed for every entry and the ``N`` positive ones are zeroed before the row sums
