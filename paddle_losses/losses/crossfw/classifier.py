@@ -3,6 +3,11 @@
 Each holds its parameter under PML's name and layout (``W`` ``[embedding_size, num_classes]`` with one
 class per column; ``proxies`` ``[num_classes, embedding_size]``), so PML weights load by transposing
 nothing. Cosines are between L2-normalised embeddings and L2-normalised class vectors (eps 1e-12).
+
+In eager mode, with a scale small enough that the exponentials need no running maximum (the defaults
+are), the losses run on closed-form forward and backward passes (:mod:`...functional.margin_softmax`);
+otherwise (tracing, huge scales, rows whose squared norm overflows) on the autograd formula below, which
+gives the same values and gradients to rounding.
 """
 import math
 
@@ -11,6 +16,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ...errors import InputError
+from ...functional.margin_softmax import exp_is_safe, margin_softmax_ce, proxy_anchor
 from ...functional.masked_lse import masked_logsumexp
 from ...functional.normalize import l2_normalize
 from ...functional.reduction import divisor_reduce
@@ -54,12 +60,33 @@ class _MarginSoftmax(nn.Layer):
         return paddle.take_along_axis(cos, best, axis=2).squeeze(2)
 
     def modify_target(self, cos_target):
+        """The target cosine's replacement ``f(t)`` on the autograd tape."""
+        raise NotImplementedError
+
+    def target_and_slope(self, t):
+        """``(f(t), f'(t))`` for the target cosines ``t [N, 1]`` (no tape): the closed-form path's margin."""
+        raise NotImplementedError
+
+    def target_range(self):
+        """Bounds ``(lowest, highest)`` of ``f(t)`` over ``t`` in ``[-1, 1]``."""
         raise NotImplementedError
 
     def forward(self, input, target):
         name = type(self).__name__
         x, labels = embeddings_and_labels(name, input, target, self.feature_from)
         _check_batch(name, x, labels, self.num_classes, self.embedding_size)
+        lowest, highest = self.target_range()
+        # a row's largest term is at least e^{-scale} (an off-target cosine) unless the target is alone
+        lowest = -1.0 if self.num_classes > 1 else min(lowest, -1.0)
+        if (paddle.in_dynamic_mode() and x.shape[0] > 0
+                and exp_is_safe(self.W.dtype, self.scale, lowest, max(highest, 1.0), self.num_classes)):
+            loss = margin_softmax_ce(x, self.W, labels, self.target_and_slope, self.scale, self.sub_centers)
+            if loss is not None:
+                return {name: loss}
+        return {name: self.reference_loss(x, labels)}
+
+    def reference_loss(self, x, labels):
+        """The loss on the autograd tape (tracing, large scales, overflowing norms; the tests' reference)."""
         cos = self._cosine(x)
         one_hot = F.one_hot(labels, self.num_classes).astype(cos.dtype)
         cos_target = (cos * one_hot).sum(axis=1, keepdim=True)
@@ -67,7 +94,7 @@ class _MarginSoftmax(nn.Layer):
         # LSE - target logit, not F.cross_entropy: Paddle's CPU softmax floors log-probabilities at -64,
         # which these scale-64 logits reach (a wrong target then costs exactly 64, not its true value)
         target_logit = paddle.take_along_axis(logits, labels.reshape([-1, 1]), axis=1).squeeze(1)
-        return {name: (paddle.logsumexp(logits, axis=1) - target_logit).mean()}
+        return (paddle.logsumexp(logits, axis=1) - target_logit).mean()
 
 
 class _ArcFaceBase(_MarginSoftmax):
@@ -76,6 +103,28 @@ class _ArcFaceBase(_MarginSoftmax):
         theta = paddle.acos(paddle.clip(cos_target, -1.0, 1.0))
         # cos(θ + m) stops decreasing past θ = π - m; PML switches to cos θ - m·sin m there
         return paddle.where(theta <= math.pi - m, paddle.cos(theta + m), paddle.cos(theta) - m * math.sin(m))
+
+    def target_and_slope(self, t):
+        m = self.margin_radians
+        c = paddle.clip(t, -1.0, 1.0)
+        theta = paddle.acos(c)
+        keep = theta <= math.pi - m
+        value = paddle.where(keep, paddle.cos(theta + m), paddle.cos(theta) - m * math.sin(m))
+        # d cos(acos t + m)/dt = sin(θ + m)/sin θ; the fallback cos(acos t) − m·sin m has slope exactly 1.
+        # Where the tape multiplies an infinite acos' by 0 (t at or past ±1) it gives inf or NaN, which the
+        # matrix products then spread over a whole row and every class column. Here: slope 1 at θ = π
+        # (fallback), 0 at θ = 0 (the gradient of t itself vanishes there, so the product's limit is
+        # bounded and its direction undefined) and 0 past ±1 (the clip blocks the gradient).
+        sin_theta = paddle.sqrt(1.0 - c * c)
+        nonzero = sin_theta > 0
+        arc = paddle.sin(theta + m) / paddle.where(nonzero, sin_theta, paddle.ones_like(c))
+        zero = paddle.zeros_like(c)
+        slope = paddle.where(keep, paddle.where(nonzero, arc, zero), paddle.ones_like(c))
+        return value, paddle.where(paddle.logical_and(t >= -1.0, t <= 1.0), slope, zero)
+
+    def target_range(self):
+        m = self.margin_radians
+        return -1.0 - abs(m * math.sin(m)), 1.0
 
 
 @register_loss
@@ -86,6 +135,11 @@ class ArcFaceLoss(_ArcFaceBase):
     normal(0, 1)). For the target class only, ``θ = acos(cos_y)`` and the logit is ``cos(θ + m)`` if
     ``θ <= π - m`` else ``cos θ - m sin m``; ``m = radians(margin)``: **margin is in degrees**
     (28.6° ≈ 0.5 rad). Logits ``× scale``, mean cross-entropy over the batch.
+
+    Gradient where a target cosine is exactly 1, or rounds past ±1: PML (and the autograd formula here)
+    multiply acos's infinite derivative by 0 and get inf or NaN for the whole row and every class column;
+    the closed-form path uses the finite limits instead (0 at θ = 0, slope 1 on the fallback at θ = π, 0
+    past ±1). Everywhere else the two agree to rounding.
 
     Args: ``num_classes``, ``embedding_size``, ``margin=28.6`` (degrees), ``scale=64.0``, ``feature_from``.
 
@@ -110,8 +164,9 @@ class SubCenterArcFaceLoss(_ArcFaceBase):
     vectors per class.
 
     ``W`` is ``[embedding_size, num_classes · sub_centers]`` and column ``c · sub_centers + k`` is sub-centre
-    ``k`` of class ``c``; ``cos_ic = max_k x̂_i · ŵ_{c,k}`` (the gradient reaches the arg-max sub-centre
-    only), then as :class:`ArcFaceLoss` (margin in degrees). PML's outlier-removal helper is not offered.
+    ``k`` of class ``c``; ``cos_ic = max_k x̂_i · ŵ_{c,k}`` (the gradient reaches the arg-max sub-centre only,
+    the lowest-numbered among ties), then as :class:`ArcFaceLoss` (margin in degrees). PML's outlier-removal
+    helper is not offered.
 
     Args: ``num_classes``, ``embedding_size``, ``margin=28.6``, ``scale=64.0``, ``sub_centers=3``,
     ``feature_from``.
@@ -158,6 +213,12 @@ class CosFaceLoss(_MarginSoftmax):
     def modify_target(self, cos_target):
         return cos_target - self.margin
 
+    def target_and_slope(self, t):
+        return t - self.margin, paddle.ones_like(t)
+
+    def target_range(self):
+        return -1.0 - self.margin, 1.0 - self.margin
+
 
 @register_loss
 class ProxyAnchorLoss(nn.Layer):
@@ -192,12 +253,22 @@ class ProxyAnchorLoss(nn.Layer):
         name = type(self).__name__
         x, labels = embeddings_and_labels(name, input, target, self.feature_from)
         _check_batch(name, x, labels, self.num_classes, self.embedding_size)
+        # e^{α(cos + δ)} and e^{−α(cos − δ)} both stay below e^{α(1 + |δ|)}; tiny sums are harmless (log1p)
+        bound = 1.0 + abs(self.margin)
+        if paddle.in_dynamic_mode() and x.shape[0] > 0 and exp_is_safe(self.proxies.dtype, self.alpha, 0.0,
+                                                                        bound, x.shape[0]):
+            loss = proxy_anchor(x, self.proxies, labels, self.alpha, self.margin)
+            if loss is not None:
+                return {name: loss}
+        return {name: self.reference_loss(x, labels)}
+
+    def reference_loss(self, x, labels):
+        """The loss on the autograd tape (tracing, large ``alpha``, overflowing norms; the tests' reference)."""
         cos = paddle.matmul(l2_normalize(x, "clamp"), l2_normalize(self.proxies, "clamp"), transpose_y=True)
         pos = labels.reshape([-1, 1]) == paddle.arange(self.num_classes, dtype="int64").reshape([1, -1])
         neg = paddle.logical_not(pos)
         pos_term = masked_logsumexp(self.alpha * (self.margin - cos), pos, axis=0, add_one=True)
         neg_term = masked_logsumexp(self.alpha * (cos + self.margin), neg, axis=0, add_one=True)
         present = pos.any(axis=0).astype(cos.dtype).sum()
-        loss = divisor_reduce(pos_term.sum(), present) + divisor_reduce(neg_term.sum(),
-                                                                         paddle.full([], self.num_classes, cos.dtype))
-        return {name: loss}
+        return divisor_reduce(pos_term.sum(), present) + divisor_reduce(neg_term.sum(),
+                                                                        paddle.full([], self.num_classes, cos.dtype))
