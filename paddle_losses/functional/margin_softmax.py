@@ -24,6 +24,7 @@ import paddle
 from paddle.autograd import PyLayer
 
 from .inplace import inplace
+from .reduction import column_sum, row_sum
 
 EPS = 1e-12  # PML normalises with F.normalize's eps
 # Largest exponent kept away from overflow (float32 overflows past e^88.7; float64 past e^709.8). The
@@ -41,25 +42,10 @@ def exp_is_safe(dtype, scale, lowest, highest, terms):
     return scale * max(highest, 0.0) + math.log(max(terms, 1)) < limit and scale * max(-lowest, 0.0) < limit
 
 
-def _ones(rows, dtype):
-    return paddle.ones([rows, 1], dtype)
-
-
-def _row_sums(m):
-    """``Σ_j m_ij`` as ``[N, 1]`` (a matrix-vector product)."""
-    return paddle.matmul(m, _ones(m.shape[1], m.dtype))
-
-
-def _column_sums(m):
-    """``Σ_i m_ij`` as ``[M]`` (a vector-matrix product). One-dimensional: a ``[D, M]`` tensor times an
-    ``[M]`` vector runs about five times faster than times ``[1, M]`` in Paddle 3.3's CPU kernels."""
-    return paddle.matmul(_ones(m.shape[0], m.dtype), m, transpose_x=True).reshape([-1])
-
-
 def _squared_norms(m, axis):
     """``Σ m²`` along ``axis`` (1: rows ``[N, 1]``, 0: columns ``[M]``), without gradient."""
     m = m.detach()
-    return _row_sums(m * m) if axis == 1 else _column_sums(m * m)
+    return row_sum(m * m, keepdim=True) if axis == 1 else column_sum(m * m)
 
 
 def _finite(*squared_norms):
@@ -82,7 +68,7 @@ def _unit(m, sq):
 
 def _unit_grad(unit, inv, live, grad, axis):
     """Gradient w.r.t. ``m`` of ``m̂`` (from :func:`_unit`) given ``grad = ∂/∂m̂``; overwrites ``grad``."""
-    dots = _row_sums(unit * grad) if axis == 1 else _column_sums(unit * grad)
+    dots = row_sum(unit * grad, keepdim=True) if axis == 1 else column_sum(unit * grad)
     radial = unit * inplace(dots, "multiply", live)
     return inplace(inplace(grad, "subtract", radial), "multiply", inv)
 
@@ -140,7 +126,7 @@ class _MarginSoftmaxCE(PyLayer):
         target = target * scale
         e = inplace(inplace(cos, "scale", scale), "put_along_axis", ids, target, 1)
         e = inplace(e, "exp")
-        z = _row_sums(e)
+        z = row_sum(e, keepdim=True)
         log_z = paddle.log(z)
         loss = (log_z - target).mean()
         p_target = paddle.exp(target - log_z)
@@ -229,7 +215,7 @@ class _ProxyAnchor(PyLayer):
         pos_cos = paddle.gather(cos.reshape([-1]), flat_ids * batch + paddle.arange(batch, dtype="int64"))
         e = inplace(inplace(cos, "scale", alpha, alpha * margin), "exp")
         e = inplace(e, "put_along_axis", column, paddle.zeros([1, batch], e.dtype), 0)
-        s_neg = _row_sums(e)
+        s_neg = row_sum(e, keepdim=True)
         e_pos = paddle.exp((pos_cos - margin) * (-alpha))
         s_pos = paddle.zeros([num_classes], e.dtype).index_add_(flat_ids, 0, e_pos)
         counts = paddle.zeros([num_classes], e.dtype).index_add_(flat_ids, 0, paddle.ones([batch], e.dtype))

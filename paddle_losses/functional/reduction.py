@@ -64,6 +64,17 @@ def row_sum(values, keepdim=False):
     return out if keepdim else out.squeeze(1)
 
 
+def column_sum(values):
+    """``Σ_i values_ij`` of a 2-D float matrix as a 1-D ``[M]`` vector, by a ``[1, N] × [N, M]`` product.
+
+    Paddle's CPU ``sum(axis=0)`` of a wide matrix is tens of times slower (562 ms against 12 ms at
+    ``[64, 65536]``, one thread); the result is 1-D because a ``[M]`` vector broadcasts over ``[N, M]``
+    faster than a ``[1, M]`` row.
+    """
+    ones = paddle.ones_like(values[:, :1])  # [N, 1], also when N is unknown while tracing
+    return paddle.matmul(ones, values, transpose_x=True).reshape([-1])
+
+
 # ---------------------------------------------------------------------------------- PML reducers
 def _divide(total, count):
     count = count.astype(total.dtype)

@@ -65,3 +65,13 @@ def test_do_nothing_reducer_returns_the_valid_elements_row_major():
     np.testing.assert_array_equal(out.numpy(), m[valid])
     _, whole = _reduce("DoNothingReducer")
     np.testing.assert_array_equal(whole.numpy(), LOSSES)
+
+
+def test_column_sum_is_a_one_dimensional_sum_over_rows():
+    import numpy as np
+    import paddle
+    from paddle_losses.functional.reduction import column_sum
+    m = np.random.default_rng(3).normal(size=(5, 7))
+    out = column_sum(paddle.to_tensor(m))
+    assert out.shape == [7]
+    np.testing.assert_allclose(out.numpy(), m.sum(axis=0), rtol=1e-12)
